@@ -1,0 +1,1 @@
+"""End-to-end support: cluster providers and the suite that runs on them."""

@@ -1,0 +1,1 @@
+"""Cluster providers: a local control plane built from Go modules, and kind."""

@@ -1,0 +1,18 @@
+"""The power model and the ledger: pure integer arithmetic over the scheduling snapshot."""
+
+from wattsched.power.ledger import BudgetUsage, Ledger, PoolUsage, recompute_ledger
+from wattsched.power.profile import PowerProfile
+from wattsched.power.watts import delta_watts, facility_watts, fits, format_watts, node_watts
+
+__all__ = [
+    "BudgetUsage",
+    "Ledger",
+    "PoolUsage",
+    "PowerProfile",
+    "delta_watts",
+    "facility_watts",
+    "fits",
+    "format_watts",
+    "node_watts",
+    "recompute_ledger",
+]

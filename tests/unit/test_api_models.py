@@ -1,0 +1,119 @@
+"""The typed models accept what DESIGN.md §1 allows and refuse the rest with clear messages."""
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from wattsched.api.manifests import load_manifests
+from wattsched.api.models import AcceleratorPool, PowerBudget
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "ulsan"
+
+
+def budget(**spec: Any) -> PowerBudget:
+    base: dict[str, Any] = {
+        "nodeSelector": {"matchLabels": {"wattsched.io/phase": "1"}},
+        "limit": "41MW",
+    }
+    base.update(spec)
+    return PowerBudget.model_validate({"metadata": {"name": "b"}, "spec": base})
+
+
+def pool(**power: Any) -> AcceleratorPool:
+    body: dict[str, Any] = {"deviceWatts": 700, "idleDeviceWatts": 90, "nodeBaseWatts": 3000}
+    body.update(power)
+    return AcceleratorPool.model_validate(
+        {
+            "metadata": {"name": "p"},
+            "spec": {
+                "nodeSelector": {"matchLabels": {"wattsched.io/pool": "p"}},
+                "accelerator": {
+                    "vendor": "nvidia",
+                    "model": "H200-SXM",
+                    "resourceNames": ["nvidia.com/gpu"],
+                },
+                "power": body,
+            },
+        }
+    )
+
+
+def test_every_ulsan_sample_is_valid() -> None:
+    resources = [r for path in sorted(EXAMPLES.glob("*.yaml")) for r in load_manifests(path)]
+    kinds = sorted({r.kind for r in resources})
+    assert kinds == ["AcceleratorPool", "PowerBudget"]
+    assert len(resources) >= 9
+
+
+def test_budget_defaults_are_a_safe_margin_facility_equals_it_and_admit_only() -> None:
+    spec = budget().spec
+    assert (spec.reserve_percent, spec.pue, spec.enforcement) == (5, "1.0", "Admit")
+
+
+def test_effective_limit_follows_the_schedule_step_at_its_instant() -> None:
+    spec = budget(schedule=[{"from": "2029-02-01T00:00:00Z", "limit": "103MW"}]).spec
+    step = datetime(2029, 2, 1, tzinfo=UTC)
+    assert spec.effective_limit_watts(datetime(2027, 11, 1, tzinfo=UTC)) == 41_000_000
+    assert spec.effective_limit_watts(step) == 103_000_000
+    assert spec.next_change(datetime(2028, 1, 1, tzinfo=UTC)) == (step, 103_000_000)
+    assert spec.next_change(step) is None
+
+
+def test_a_demand_response_dip_lowers_then_restores_the_limit() -> None:
+    spec = budget(
+        schedule=[
+            {"from": "2028-07-01T14:00:00Z", "limit": "35MW"},
+            {"from": "2028-07-01T18:00:00Z", "limit": "41MW"},
+        ]
+    ).spec
+    assert spec.effective_limit_watts(datetime(2028, 7, 1, 15, tzinfo=UTC)) == 35_000_000
+    assert spec.effective_limit_watts(datetime(2028, 7, 1, 19, tzinfo=UTC)) == 41_000_000
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"nodeSelector": {}}, "nodeSelector must not be empty"),
+        ({"nodeSelector": {"matchLabels": {}}}, "nodeSelector must not be empty"),
+        ({"limit": "0MW"}, "greater than zero"),
+        ({"limit": "41"}, "String should match pattern"),
+        ({"reservePercent": 60}, "less than or equal to 50"),
+        ({"pue": "0.8"}, "between 1.0 and 3.0"),
+        ({"enforcement": "Evict"}, "'Admit' or 'Shed'"),
+        (
+            {
+                "schedule": [
+                    {"from": "2029-02-01T00:00:00Z", "limit": "103MW"},
+                    {"from": "2028-02-01T00:00:00Z", "limit": "50MW"},
+                ]
+            },
+            "strictly increasing",
+        ),
+        (
+            {
+                "nodeSelector": {
+                    "matchExpressions": [{"key": "wattsched.io/hall", "operator": "In"}]
+                }
+            },
+            "values must be non-empty",
+        ),
+    ],
+)
+def test_invalid_budgets_are_refused_with_a_message_naming_the_rule(
+    spec: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValidationError, match=message):
+        budget(**spec)
+
+
+def test_an_idle_device_cannot_draw_more_than_an_allocated_one() -> None:
+    with pytest.raises(ValidationError, match="idleDeviceWatts"):
+        pool(idleDeviceWatts=800)
+
+
+def test_device_watts_are_bounded_to_what_a_device_can_draw() -> None:
+    with pytest.raises(ValidationError, match="less than or equal to 5000"):
+        pool(deviceWatts=6000, idleDeviceWatts=0)
