@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: demo test lint unit integration crds crds-check controlplane venv bench clean help
+.PHONY: demo test lint unit crds crds-check controlplane venv bench e2e-kind clean help
 
 help:
 	@echo "make demo    - run wattsched on a local control plane with the Ulsan samples"
@@ -27,9 +27,11 @@ controlplane: venv
 
 crds: venv
 	$(VENV)/bin/wattsched crds --out crds
+	$(VENV)/bin/wattsched crds --out helm/wattsched/crds
 
 crds-check: venv
 	$(VENV)/bin/wattsched crds --out crds --check
+	$(VENV)/bin/wattsched crds --out helm/wattsched/crds --check
 
 lint: venv
 	$(VENV)/bin/ruff check operator tests e2e bench
@@ -40,7 +42,7 @@ unit: venv
 	$(PY) -m pytest tests/unit -q
 
 test: venv controlplane lint crds-check
-	$(PY) -m pytest tests -q --durations=15
+	$(PY) -m pytest tests e2e/suite -q --durations=15
 
 demo: venv controlplane
 	$(PY) -m e2e.demo
@@ -48,6 +50,9 @@ demo: venv controlplane
 bench: venv controlplane
 	$(PY) bench/engine.py --record
 	$(PY) bench/e2e.py
+
+e2e-kind: venv
+	e2e/kind/run-suite.sh
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .demo out

@@ -163,7 +163,9 @@ def _build_kubernetes(go: str, out: Path) -> None:
     )
 
 
-def _build_module_main(go: str, out: Path, name: str, module: str, version: str, pkg: str) -> None:
+def _build_module_main(
+    go: str, out: Path, name: str, module: str, version: str, pkg: str, ldflags: str = ""
+) -> None:
     work = cache_root() / "src" / f"{name}-{version}"
     work.mkdir(parents=True, exist_ok=True)
     (work / "go.mod").write_text(f"module wattsched.local/{name}\n\ngo 1.25\n")
@@ -172,9 +174,22 @@ def _build_module_main(go: str, out: Path, name: str, module: str, version: str,
     _run([go, "mod", "tidy"], work, f"go mod tidy ({name})")
     _say(f"compiling {name} {version}")
     _run(
-        [go, "build", "-trimpath", "-ldflags", "-s -w", "-o", str(out / name), pkg],
+        [go, "build", "-trimpath", "-ldflags", f"-s -w {ldflags}", "-o", str(out / name), pkg],
         work,
         f"go build {name}",
+    )
+
+
+def _helm_ldflags() -> str:
+    """Without these, helm believes it talks to Kubernetes v1.20 and reports no version."""
+    major, minor = KUBERNETES_VERSION.lstrip("v").split(".")[:2]
+    return (
+        " ".join(
+            f"-X helm.sh/helm/v3/{pkg}.{var}={value}"
+            for pkg in ("pkg/chartutil", "pkg/lint/rules")
+            for var, value in (("k8sVersionMajor", major), ("k8sVersionMinor", minor))
+        )
+        + f" -X helm.sh/helm/v3/internal/version.version={HELM_VERSION}"
     )
 
 
@@ -201,7 +216,13 @@ def ensure_control_plane(*, with_helm: bool = False) -> Binaries:
     if with_helm and not bins.helm.exists():
         go = go or _go()
         _build_module_main(
-            go, out, "helm", "helm.sh/helm/v3", HELM_VERSION, "helm.sh/helm/v3/cmd/helm"
+            go,
+            out,
+            "helm",
+            "helm.sh/helm/v3",
+            HELM_VERSION,
+            "helm.sh/helm/v3/cmd/helm",
+            ldflags=_helm_ldflags(),
         )
     return bins
 

@@ -213,6 +213,7 @@ class ScheduleEntry(_Model):
         json_schema_extra={"format": "date-time"},
     )
     limit: str = Field(
+        max_length=32,
         pattern=POWER_PATTERN,
         description="The limit from this instant on: a number and W, kW, MW or GW.",
         json_schema_extra=_validations(
@@ -249,6 +250,7 @@ Enforcement = Literal["Admit", "Shed"]
 class PowerBudgetSpec(_Model):
     node_selector: LabelSelector = Field(description="The power domain: the nodes it covers.")
     limit: str = Field(
+        max_length=32,
         pattern=POWER_PATTERN,
         description="The limit: a number and W, kW, MW or GW, e.g. 41MW.",
         json_schema_extra=_validations(

@@ -141,10 +141,10 @@ def recompute_ledger(
         selecting = pools_selecting(node, ordered_pools)
         if len(selecting) > 1:
             ledger.conflicts[node.name] = selecting
-        pool = pools_by_name[selecting[0]] if selecting else None
+        winner = pools_by_name[selecting[0]] if selecting else None
         entry = node_entry(
             node,
-            pool,
+            winner,
             budgets_containing(node, ordered_budgets),
             usage.get(node.name, {}),
             pod_counts.get(node.name, 0),

@@ -1,0 +1,1 @@
+"""The running operator: kopf handlers that feed the cache, and the one scheduling loop."""

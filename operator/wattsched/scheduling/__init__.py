@@ -1,0 +1,50 @@
+"""The placement engine: a pure, power-aware, gang-aware scheduling cycle (DESIGN.md §3).
+
+No I/O, no clock, no Kubernetes types: the operator, the simulator and the benchmarks drive the
+same code with the same plain dataclasses.
+"""
+
+from wattsched.scheduling.config import SchedulerConfig, ScoreWeights
+from wattsched.scheduling.model import (
+    Binding,
+    Budget,
+    Eviction,
+    LabelSelector,
+    Node,
+    NodeAffinity,
+    Plan,
+    Pod,
+    PodKey,
+    Pool,
+    PowerProfile,
+    SelectorRequirement,
+    Taint,
+    Toleration,
+    Unschedulable,
+)
+from wattsched.scheduling.scheduler import Scheduler
+from wattsched.scheduling.state import BudgetStatus, ClusterState, Nomination
+
+__all__ = [
+    "Binding",
+    "Budget",
+    "BudgetStatus",
+    "ClusterState",
+    "Eviction",
+    "LabelSelector",
+    "Node",
+    "NodeAffinity",
+    "Nomination",
+    "Plan",
+    "Pod",
+    "PodKey",
+    "Pool",
+    "PowerProfile",
+    "Scheduler",
+    "SchedulerConfig",
+    "ScoreWeights",
+    "SelectorRequirement",
+    "Taint",
+    "Toleration",
+    "Unschedulable",
+]

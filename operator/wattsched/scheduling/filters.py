@@ -1,0 +1,177 @@
+"""Filter plugins: why a node cannot take a pod, in kube-scheduler's words.
+
+The filters split in two by what they depend on. Static ones (readiness, taints, selector and
+affinity) depend only on the node and the pod's *shape*, so a cycle evaluates them once per shape
+and caches the answer. Dynamic ones (resources, power) depend on what is placed, so they run
+per pod — and power runs per node *class* (same pool, same budgets), because every node of a
+class answers the power question identically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from wattsched.power.ledger import BudgetUsage
+from wattsched.power.watts import facility_watts, format_watts
+from wattsched.scheduling.model import Budget, Node, NodeAffinity, Pod, Pool, Toleration
+
+NOT_READY = "node(s) were not ready"
+UNSCHEDULABLE = "node(s) were unschedulable"
+SELECTOR_MISMATCH = "node(s) didn't match Pod's node affinity/selector"
+TOO_MANY_PODS = "Too many pods"
+_BLOCKING_EFFECTS = ("NoSchedule", "NoExecute")
+
+ShapeKey = Hashable
+
+
+@dataclass(frozen=True, slots=True)
+class PodShape:
+    """What the static filters look at; pods of one shape pass and fail on the same nodes."""
+
+    node_selector: tuple[tuple[str, str], ...]
+    affinity: NodeAffinity | None
+    tolerations: tuple[Toleration, ...]
+    # Shapes key the hottest caches of a cycle; hashing three nested tuples per lookup adds up.
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "_hash", hash((self.node_selector, self.affinity, self.tolerations))
+        )
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    @classmethod
+    def of(cls, pod: Pod) -> PodShape:
+        if not pod.node_selector and pod.affinity is None and not pod.tolerations:
+            return ANY_NODE_SHAPE  # most pods: one shared key, hashed from a cached object
+        return cls(tuple(sorted(pod.node_selector.items())), pod.affinity, pod.tolerations)
+
+
+ANY_NODE_SHAPE = PodShape((), None, ())
+
+
+class StaticFilter(Protocol):
+    """A Filter whose answer depends on the node and the pod's shape only."""
+
+    def __call__(self, shape: PodShape, node: Node) -> str | None: ...
+
+
+def node_condition_filter(shape: PodShape, node: Node) -> str | None:
+    if not node.ready:
+        return NOT_READY
+    if node.unschedulable:
+        return UNSCHEDULABLE
+    return None
+
+
+def taint_toleration_filter(shape: PodShape, node: Node) -> str | None:
+    for taint in node.taints:
+        if taint.effect not in _BLOCKING_EFFECTS:
+            continue
+        if not any(toleration.tolerates(taint) for toleration in shape.tolerations):
+            return f"node(s) had untolerated taint {{{taint.key}: {taint.value}}}"
+    return None
+
+
+def node_affinity_filter(shape: PodShape, node: Node) -> str | None:
+    labels = node.labels
+    for key, want in shape.node_selector:
+        if labels.get(key) != want:
+            return SELECTOR_MISMATCH
+    if shape.affinity is not None and not shape.affinity.matches(labels):
+        return SELECTOR_MISMATCH
+    return None
+
+
+STATIC_FILTERS: tuple[StaticFilter, ...] = (
+    node_condition_filter,
+    taint_toleration_filter,
+    node_affinity_filter,
+)
+
+
+def static_reason(shape: PodShape, node: Node) -> str | None:
+    for plugin in STATIC_FILTERS:
+        reason = plugin(shape, node)
+        if reason is not None:
+            return reason
+    return None
+
+
+def resource_reason(
+    requests: tuple[tuple[str, int], ...],
+    allocatable: Mapping[str, int],
+    used: Mapping[str, int],
+    pod_count: int,
+    reserved: Mapping[str, int] | None = None,
+) -> str | None:
+    """cpu, memory, extended resources and the pod count; `reserved` is held for a preemptor.
+
+    A node that does not advertise "pods" is taken to have no pod limit (test fixtures); every
+    other missing resource means none of it.
+    """
+    if reserved:
+        for resource, quantity in requests:
+            held = used.get(resource, 0) + reserved.get(resource, 0)
+            if held + quantity > allocatable.get(resource, 0):
+                return f"Insufficient {resource}"
+        extra_pods = reserved.get("pods", 0)
+    else:
+        for resource, quantity in requests:
+            if used.get(resource, 0) + quantity > allocatable.get(resource, 0):
+                return f"Insufficient {resource}"
+        extra_pods = 0
+    limit = allocatable.get("pods")
+    if limit is not None and pod_count + extra_pods + 1 > limit:
+        return TOO_MANY_PODS
+    return None
+
+
+def devices_requested(pod_requests: Mapping[str, int], pool: Pool | None) -> int:
+    if pool is None:
+        return 0
+    return sum(pod_requests.get(resource, 0) for resource in pool.resource_names)
+
+
+def power_reason(
+    budgets: tuple[Budget, ...],
+    usage: Mapping[str, BudgetUsage],
+    reserved_it_watts: Mapping[str, int],
+    it_delta: int,
+) -> str | None:
+    """PowerBudget filter: the pod must fit in every budget that contains the node.
+
+    `reserved_it_watts` is what nominated preemptors hold. When several budgets refuse, the
+    message names the one with the least headroom, the one an operator would raise first. A pod
+    that adds no watts passes even an over budget: the power model says it draws nothing, and
+    refusing it would strand CPU work for no watt saved.
+    """
+    if it_delta <= 0:
+        return None
+    worst: tuple[int, str, str] | None = None
+    for budget in budgets:
+        it = usage[budget.name].it_watts + reserved_it_watts.get(budget.name, 0)
+        allocatable = budget.allocatable_watts
+        if (it + it_delta) * budget.pue_milli <= allocatable * 1000:
+            continue
+        headroom = allocatable - facility_watts(it, budget.pue_milli)
+        if worst is None or (headroom, budget.name) < (worst[0], worst[1]):
+            needs = facility_watts(it_delta, budget.pue_milli)
+            message = (
+                f"PowerBudget {budget.name} (needs {format_watts(needs)}, "
+                f"headroom {format_watts(headroom)})"
+            )
+            worst = (headroom, budget.name, message)
+    return None if worst is None else worst[2]
+
+
+def unschedulable_message(total_nodes: int, reasons: Mapping[str, int]) -> str:
+    """kube-scheduler's summary: counts per reason, most frequent first, then alphabetical."""
+    if total_nodes == 0:
+        return "0/0 nodes fit: no nodes in the cluster"
+    ordered = sorted(reasons.items(), key=lambda item: (-item[1], item[0]))
+    return f"0/{total_nodes} nodes fit: " + ", ".join(f"{n} {reason}" for reason, n in ordered)

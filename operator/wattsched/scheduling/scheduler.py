@@ -1,0 +1,562 @@
+"""The scheduling cycle, read top to bottom in `Scheduler.schedule`.
+
+Only the scheduling loop calls `schedule`, one cycle at a time, and it owns the ClusterState for
+the duration: nothing here locks. A cycle is a pure function of the state (plus caches that never
+change an answer), so the same state gives the same plan.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from wattsched.power.watts import delta_watts
+from wattsched.scheduling.config import SchedulerConfig
+from wattsched.scheduling.filters import (
+    PodShape,
+    devices_requested,
+    power_reason,
+    resource_reason,
+    static_reason,
+    unschedulable_message,
+)
+from wattsched.scheduling.model import (
+    Binding,
+    Budget,
+    Eviction,
+    Node,
+    Plan,
+    Pod,
+    PodKey,
+    Pool,
+    Unschedulable,
+)
+from wattsched.scheduling.preemption import PREEMPTED_REASON, NodeCandidates, select_victims
+from wattsched.scheduling.scoring import (
+    DevicePacking,
+    GangTopology,
+    PowerHeadroom,
+    ScoreContext,
+    ScorePlugin,
+)
+from wattsched.scheduling.shedding import shed
+from wattsched.scheduling.state import ClusterState
+
+Requests = tuple[tuple[str, int], ...]
+_NO_USAGE: Mapping[str, int] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class NodeClass:
+    """Statically eligible nodes sharing a pool and a budget set: one power answer for all."""
+
+    pool: Pool | None
+    budgets: tuple[Budget, ...]
+    nodes: tuple[Node, ...]
+    # The most any node of the class has of each resource: a request above it fails the whole
+    # class at once, which keeps GPU pods from walking every NPU node.
+    most_allocatable: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class StaticResult:
+    classes: tuple[NodeClass, ...]
+    reasons: Mapping[str, int]  # static Filter failures, counted per reason
+
+
+@dataclass(slots=True)
+class QueueUnit:
+    """What QueueSort orders: one pod, or a whole gang ordered by its best member."""
+
+    members: list[Pod]
+    gang: str | None = None
+    gang_size: int = 1
+    placed_members: int = 0  # gang members already bound or assumed before this cycle
+
+    @property
+    def best(self) -> Pod:
+        return self.members[0]
+
+
+def queue_order(pod: Pod) -> tuple[int, int, str, str]:
+    """QueueSort: priority first, then creation, then the key so ties break the same way."""
+    return (-pod.priority, pod.created_order, pod.namespace, pod.name)
+
+
+@dataclass(slots=True)
+class _Cycle:
+    """Per-cycle scratch. Deliberately dropped at the end: carrying cursors across cycles would
+    make a plan depend on history, not only on the state."""
+
+    total_nodes: int
+    to_find: int
+    # (shape, requests) -> message: once a shape fails, its twins fail too until room is freed.
+    failed: dict[tuple[PodShape, Requests], str] = field(default_factory=dict)
+    no_victims: set[tuple[PodShape, Requests, int]] = field(default_factory=set)
+    # (class index, shape, requests) -> where the last search found its first fitting node, so
+    # a packing cycle does not re-walk the nodes it has already filled.
+    cursors: dict[tuple[int, PodShape, Requests], int] = field(default_factory=dict)
+    # Classes a full walk found no room in, with the reasons: nodes only fill up within a
+    # cycle, so the answer holds until room is freed.
+    exhausted: dict[tuple[int, PodShape, Requests], Counter[str]] = field(default_factory=dict)
+    reserved_nodes: dict[str, dict[str, int]] = field(default_factory=dict)
+    reserved_it: dict[str, int] = field(default_factory=dict)
+    going: set[PodKey] = field(default_factory=set)
+    # id(requests mapping) -> its sorted items. Safe within a cycle: every pod, and so every
+    # mapping, stays alive in the state until the cycle returns.
+    request_keys: dict[int, Requests] = field(default_factory=dict)
+
+    def requests_of(self, pod: Pod) -> Requests:
+        key = self.request_keys.get(id(pod.requests))
+        if key is None:
+            key = tuple(sorted(pod.requests.items()))
+            self.request_keys[id(pod.requests)] = key
+        return key
+
+    # The lowest priority any possible victim has; None until first needed. Placements in the
+    # cycle can only lower it, and a stale low value merely costs a search that finds nothing.
+    lowest_victim_priority: int | None = None
+    lowest_known: bool = False
+
+    def placed(self, pod: Pod) -> None:
+        if self.lowest_known and pod.managed:
+            low = self.lowest_victim_priority
+            self.lowest_victim_priority = pod.priority if low is None else min(low, pod.priority)
+
+    def room_freed(self) -> None:
+        self.failed.clear()
+        self.no_victims.clear()
+        self.cursors.clear()
+        self.exhausted.clear()
+
+
+class Scheduler:
+    def __init__(self, config: SchedulerConfig | None = None) -> None:
+        self.config = config or SchedulerConfig()
+        weights = self.config.weights
+        plugins: list[tuple[int, ScorePlugin]] = []
+        if weights.device_packing:
+            plugins.append((weights.device_packing, DevicePacking()))
+        if weights.gang_topology:
+            plugins.append((weights.gang_topology, GangTopology(self.config.topology_keys)))
+        if weights.power_headroom:
+            plugins.append((weights.power_headroom, PowerHeadroom()))
+        self._score_plugins = tuple(plugins)
+        self._static_epoch = -1
+        self._queue_version: tuple[int, int] = (-1, -1)
+        self._queue_cache: list[Pod] = []
+        self._static: dict[PodShape, StaticResult] = {}
+        self._class_fit: dict[
+            tuple[PodShape, Requests], tuple[list[tuple[int, NodeClass, int]], Counter[str]]
+        ] = {}
+
+    def schedule(self, state: ClusterState, max_pods: int | None = None) -> Plan:
+        """One cycle. Bindings come back already assumed; evicted pods come back marked evicting
+        and stay in the state (and the ledger) until the caller removes them."""
+        plan = Plan()
+        cycle = _Cycle(
+            total_nodes=len(state.nodes),
+            to_find=self.config.feasible_nodes_to_find(len(state.nodes)),
+            going=set(state.evicting),
+        )
+        if state.topology_epoch != self._static_epoch:
+            self._static.clear()
+            self._class_fit.clear()
+            self._static_epoch = state.topology_epoch
+
+        state.begin_cycle()
+        # 1. QueueSort: heads first; a gang is one unit, ordered by its best member. Parked
+        #    pods (fit nowhere, nothing freed since) sit this cycle out.
+        units = self._queue(state)
+        # 2. PreFilter: hold back what nominated preemptors are waiting for (see step 7).
+        self._reserve_for_nominees(state, cycle)
+
+        for unit in units:
+            if max_pods is not None and len(plan.bindings) >= max_pods:
+                break
+            if unit.gang is None:
+                self._schedule_pod(state, cycle, unit.best, plan)
+            else:
+                self._schedule_gang(state, cycle, unit, plan)
+
+        # 8. Shed: every over Shed budget gives back its fewest, lowest-priority pods.
+        if self.config.shedding:
+            for eviction in shed(state, cycle.going):
+                state.mark_evicting(eviction.pod)
+                plan.evictions.append(eviction)
+        return plan
+
+    # -- 1. QueueSort ---------------------------------------------------------------------------
+
+    def _queue(self, state: ClusterState) -> list[QueueUnit]:
+        """One sort of the pending pods; a gang's unit sits where its best member sorts."""
+        parking = self.config.park_unschedulable
+        flush = self.config.unschedulable_flush_cycles
+        units: list[QueueUnit | None] = []
+        gang_units: dict[str, int] = {}
+        awake: set[str] = set()
+        for pod in self._sorted_pending(state):
+            if pod.gang is None and parking and state.is_parked(pod.key, flush):
+                continue
+            gang = pod.gang
+            if gang is None:
+                units.append(QueueUnit([pod]))
+                continue
+            parked = parking and state.is_parked(pod.key, flush)
+            if not parked:
+                awake.add(gang)
+            index = gang_units.get(gang)
+            if index is None:
+                gang_units[gang] = len(units)
+                units.append(QueueUnit([pod], gang))
+            else:
+                unit = units[index]
+                assert unit is not None
+                unit.members.append(pod)
+        for gang, index in gang_units.items():
+            unit = units[index]
+            assert unit is not None
+            if gang not in awake:
+                units[index] = None
+                continue
+            everyone = state.gang_members(gang)
+            unit.placed_members = sum(1 for m in everyone if state.node_of(m.key) is not None)
+            unit.gang_size = max(member.gang_size for member in everyone)
+        return [unit for unit in units if unit is not None]
+
+    def _sorted_pending(self, state: ClusterState) -> list[Pod]:
+        """The pending pods in queue order, re-sorted only when a pod has joined the queue."""
+        version = (state.identity, state.queue_version)
+        if self._queue_version == version:
+            pending = state.pending_pod
+            ordered = [pod for pod in self._queue_cache if pending(pod.key) is pod]
+        else:
+            ordered = sorted(state.pending(), key=queue_order)
+        self._queue_cache = ordered
+        self._queue_version = version
+        return ordered
+
+    # -- 2. PreFilter ---------------------------------------------------------------------------
+
+    def _reserve_for_nominees(self, state: ClusterState, cycle: _Cycle) -> None:
+        for key in sorted(state.nominations):
+            nomination = state.nominations[key]
+            pod = state.pods.get(key)
+            if pod is None or not state.is_pending(key) or nomination.node not in state.nodes:
+                state.clear_nomination(key)
+                continue
+            self._hold(state, cycle, pod, nomination.node, 1)
+
+    def _hold(self, state: ClusterState, cycle: _Cycle, pod: Pod, node: str, sign: int) -> None:
+        held = cycle.reserved_nodes.setdefault(node, {})
+        for resource, quantity in pod.requests.items():
+            held[resource] = held.get(resource, 0) + sign * quantity
+        held["pods"] = held.get("pods", 0) + sign
+        pool = state.node_pool(node)
+        if pool is None:
+            return
+        delta = delta_watts(pool.profile, devices_requested(pod.requests, pool))
+        for budget in state.node_budgets(node):
+            cycle.reserved_it[budget] = cycle.reserved_it.get(budget, 0) + sign * delta
+
+    # -- single pods: 3. Filter, 4. Score, 5. Reserve, 7. PostFilter ---------------------------
+
+    def _schedule_pod(self, state: ClusterState, cycle: _Cycle, pod: Pod, plan: Plan) -> None:
+        nomination = state.nomination(pod.key) if state.nominations else None
+        if nomination is None:
+            # Fast path for the common case at saturation: a twin already failed this cycle.
+            message = cycle.failed.get((PodShape.of(pod), cycle.requests_of(pod)))
+            if message is not None:
+                plan.unschedulable.append(Unschedulable(pod.key, message))
+                if self.config.preemption and self._victims_may_exist(state, cycle, pod):
+                    self._preempt(state, cycle, pod, plan)
+                state.park(pod.key)
+                return
+        if nomination is not None:
+            # A nominee does not compete with the room it holds for itself.
+            self._hold(state, cycle, pod, nomination.node, -1)
+        node, message = self._find_node(state, cycle, pod, {}, cacheable=nomination is None)
+        if node is not None:
+            state.assume(pod.key, node)  # 5. Reserve
+            cycle.placed(pod)
+            plan.bindings.append(Binding(pod.key, node))
+            return
+        if nomination is not None:
+            self._hold(state, cycle, pod, nomination.node, 1)
+        plan.unschedulable.append(Unschedulable(pod.key, message))
+        if self.config.preemption:
+            self._preempt(state, cycle, pod, plan)
+        state.park(pod.key)
+
+    def _find_node(
+        self,
+        state: ClusterState,
+        cycle: _Cycle,
+        pod: Pod,
+        gang_topology: dict[str, dict[str, int]],
+        cacheable: bool,
+    ) -> tuple[str | None, str]:
+        shape = PodShape.of(pod)
+        requests = cycle.requests_of(pod)
+        fail_key = (shape, requests)
+        if cacheable and fail_key in cycle.failed:
+            return None, cycle.failed[fail_key]
+        candidates, too_small = self._classes_for(state, shape, requests)
+        usage = state.ledger.budgets
+        reserved_nodes = cycle.reserved_nodes
+        usage_by_node = state.usage_by_node
+        pods_by_node = state.pods_by_node
+        walk_limit = self.config.max_nodes_to_examine
+        reasons: Counter[str] = Counter()
+        feasible: list[tuple[Node, NodeClass]] = []
+        to_find = cycle.to_find
+
+        # 3. Filter: power once per class, resources per node, walking from the class cursor.
+        for index, node_class, delta in candidates:
+            nodes = node_class.nodes
+            if delta:
+                refused = power_reason(node_class.budgets, usage, cycle.reserved_it, delta)
+                if refused is not None:
+                    reasons[refused] += len(nodes)
+                    continue
+            cursor_key = (index, shape, requests)
+            known = cycle.exhausted.get(cursor_key)
+            if known is not None:
+                reasons.update(known)
+                continue
+            start = cycle.cursors.get(cursor_key, 0)
+            first_fit: int | None = None
+            count = len(nodes)
+            walked: Counter[str] = Counter()
+            examined = 0
+            for step in range(count):
+                position = (start + step) % count
+                node = nodes[position]
+                name = node.name
+                reason = resource_reason(
+                    requests,
+                    node.allocatable,
+                    usage_by_node.get(name, _NO_USAGE),
+                    len(pods_by_node.get(name, ())),
+                    reserved_nodes.get(name) if reserved_nodes else None,
+                )
+                examined += 1
+                if reason is not None:
+                    walked[reason] += 1
+                    if feasible and examined >= walk_limit:
+                        break
+                    continue
+                if first_fit is None:
+                    first_fit = position
+                feasible.append((node, node_class))
+                if len(feasible) >= to_find or examined >= walk_limit:
+                    break
+            reasons.update(walked)
+            if first_fit is None:
+                if examined == count:  # only a complete walk proves the class is full
+                    cycle.exhausted[cursor_key] = walked
+            else:
+                cycle.cursors[cursor_key] = first_fit
+            if len(feasible) >= to_find or (feasible and examined >= walk_limit):
+                break
+
+        if not feasible:
+            reasons.update(too_small)
+            message = unschedulable_message(cycle.total_nodes, reasons)
+            if cacheable:
+                cycle.failed[fail_key] = message
+            return None, message
+
+        # 4. Score: weighted plugins; the highest wins, the node name breaks ties.
+        if len(feasible) == 1 or not self._score_plugins:
+            return feasible[0][0].name, ""
+        ctx = ScoreContext(pod.requests, 0, gang_topology)
+        best_name = ""
+        best_score = -1
+        for node, node_class in feasible:
+            ctx.devices_requested = devices_requested(pod.requests, node_class.pool)
+            used = state.node_usage(node.name)
+            total = 0
+            for weight, plugin in self._score_plugins:
+                total += weight * plugin.score(
+                    ctx, node, node_class.pool, used, node_class.budgets, usage
+                )
+            if total > best_score or (total == best_score and node.name < best_name):
+                best_score, best_name = total, node.name
+        return best_name, ""
+
+    def _classes_for(
+        self, state: ClusterState, shape: PodShape, requests: Requests
+    ) -> tuple[list[tuple[int, NodeClass, int]], Counter[str]]:
+        """The classes a pod of this shape and size could ever fit, with its watts in each.
+
+        Everything here is static, so it is cached with the static filters: the per-pod loop
+        then touches only classes that have the devices at all.
+        """
+        key = (shape, requests)
+        cached = self._class_fit.get(key)
+        if cached is not None:
+            return cached
+        static = self._static_for(state, shape)
+        reasons: Counter[str] = Counter(static.reasons)
+        candidates: list[tuple[int, NodeClass, int]] = []
+        request_map = dict(requests)
+        for index, node_class in enumerate(static.classes):
+            most = node_class.most_allocatable
+            too_big = next((r for r, q in requests if q > most.get(r, 0)), None)
+            if too_big is not None:
+                reasons[f"Insufficient {too_big}"] += len(node_class.nodes)
+                continue
+            pool = node_class.pool
+            devices = devices_requested(request_map, pool)
+            delta = delta_watts(pool.profile, devices) if pool is not None and devices else 0
+            candidates.append((index, node_class, delta))
+        result = (candidates, reasons)
+        self._class_fit[key] = result
+        return result
+
+    def _static_for(self, state: ClusterState, shape: PodShape) -> StaticResult:
+        cached = self._static.get(shape)
+        if cached is not None:
+            return cached
+        grouped: dict[tuple[str, tuple[str, ...]], list[Node]] = {}
+        reasons: Counter[str] = Counter()
+        for name in sorted(state.nodes):
+            node = state.nodes[name]
+            reason = static_reason(shape, node)
+            if reason is not None:
+                reasons[reason] += 1
+                continue
+            pool = state.node_pool(name)
+            class_key = (pool.name if pool is not None else "", state.node_budgets(name))
+            grouped.setdefault(class_key, []).append(node)
+        classes = []
+        for (pool_name, budget_names), nodes in sorted(grouped.items()):
+            most: dict[str, int] = {}
+            for node in nodes:
+                for resource, quantity in node.allocatable.items():
+                    if quantity > most.get(resource, 0):
+                        most[resource] = quantity
+            classes.append(
+                NodeClass(
+                    state.pools[pool_name] if pool_name else None,
+                    tuple(state.budgets[b] for b in budget_names),
+                    tuple(nodes),
+                    most,
+                )
+            )
+        result = StaticResult(tuple(classes), dict(reasons))
+        self._static[shape] = result
+        return result
+
+    # -- gangs: 6. Permit -----------------------------------------------------------------------
+
+    def _schedule_gang(
+        self, state: ClusterState, cycle: _Cycle, unit: QueueUnit, plan: Plan
+    ) -> None:
+        gang = unit.gang
+        assert gang is not None
+        present = unit.placed_members + len(unit.members)
+        if present < unit.gang_size:
+            message = (
+                f"gang {gang}: {present}/{unit.gang_size} members exist, "
+                "waiting for the rest before placing any"
+            )
+            plan.unschedulable.extend(Unschedulable(m.key, message) for m in unit.members)
+            for member in unit.members:
+                state.park(member.key)
+            return
+        topology = self._gang_topology(state, gang)
+        reserved: list[tuple[Pod, str]] = []
+        for member in unit.members:
+            node, message = self._find_node(state, cycle, member, topology, cacheable=True)
+            if node is None:
+                # Permit denies: unreserve everything, so a gang that cannot fit holds nothing
+                # and the smaller work behind it gets the room.
+                for placed, _ in reserved:
+                    state.forget(placed.key, room_freed=False)
+                if reserved:
+                    cycle.room_freed()
+                denial = (
+                    f"gang {gang} does not fit whole ({len(reserved)}/{len(unit.members)} "
+                    f"pending members placed); {member.namespace}/{member.name}: {message}"
+                )
+                plan.unschedulable.extend(Unschedulable(m.key, denial) for m in unit.members)
+                for pending_member in unit.members:
+                    state.park(pending_member.key)
+                return
+            state.assume(member.key, node)
+            cycle.placed(member)
+            reserved.append((member, node))
+            self._count_topology(topology, state.nodes[node])
+        plan.bindings.extend(Binding(pod.key, node) for pod, node in reserved)
+
+    def _gang_topology(self, state: ClusterState, gang: str) -> dict[str, dict[str, int]]:
+        topology: dict[str, dict[str, int]] = {}
+        for member in state.gang_members(gang):
+            node_name = state.node_of(member.key)
+            node = state.nodes.get(node_name) if node_name is not None else None
+            if node is not None:
+                self._count_topology(topology, node)
+        return topology
+
+    def _count_topology(self, topology: dict[str, dict[str, int]], node: Node) -> None:
+        for key in self.config.topology_keys:
+            value = node.labels.get(key)
+            if value is not None:
+                counts = topology.setdefault(key, {})
+                counts[value] = counts.get(value, 0) + 1
+
+    # -- 7. PostFilter: preemption ----
+
+    def _victims_may_exist(self, state: ClusterState, cycle: _Cycle, pod: Pod) -> bool:
+        if not cycle.lowest_known:
+            cycle.lowest_victim_priority = min(
+                (
+                    other.priority
+                    for key, other in state.pods.items()
+                    if other.managed
+                    and state.node_of(key) is not None
+                    and not state.is_evicting(key)
+                ),
+                default=None,
+            )
+            cycle.lowest_known = True
+        lowest = cycle.lowest_victim_priority
+        return lowest is not None and pod.priority > lowest
+
+    def _preempt(self, state: ClusterState, cycle: _Cycle, pod: Pod, plan: Plan) -> None:
+        """Nomination: the preemptor is nominated to the victims' node. While any victim is still
+        in the state it does not preempt again, and PreFilter holds its room against everyone
+        else; once the victims are gone the nomination ends with the pod's placement, or, if it
+        still does not fit (the world changed), it may preempt afresh."""
+        nomination = state.nomination(pod.key)
+        if nomination is not None:
+            if any(victim in state.pods for victim in nomination.victims):
+                return
+            self._hold(state, cycle, pod, nomination.node, -1)
+            state.clear_nomination(pod.key)
+        shape = PodShape.of(pod)
+        requests = cycle.requests_of(pod)
+        miss_key = (shape, requests, pod.priority)
+        if miss_key in cycle.no_victims:
+            return
+        if not self._victims_may_exist(state, cycle, pod):
+            return  # nobody anywhere has a lower priority: no node needs to be looked at
+        static = self._static_for(state, shape)
+        classes: Sequence[NodeCandidates] = [
+            NodeCandidates(c.pool, c.budgets, c.nodes) for c in static.classes
+        ]
+        choice = select_victims(
+            state, pod, requests, classes, cycle.reserved_nodes, cycle.reserved_it
+        )
+        if choice is None:
+            cycle.no_victims.add(miss_key)
+            return
+        for victim in choice.victims:
+            state.mark_evicting(victim.key)
+            cycle.going.add(victim.key)
+            plan.evictions.append(Eviction(victim.key, choice.node, PREEMPTED_REASON, None))
+        state.nominate(pod.key, choice.node, tuple(victim.key for victim in choice.victims))
+        self._hold(state, cycle, pod, choice.node, 1)

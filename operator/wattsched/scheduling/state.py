@@ -1,0 +1,441 @@
+"""ClusterState: the in-memory world the operator's cache and the simulator both mutate.
+
+It is owned by one task (the scheduling loop, or the simulator's driver), so nothing here locks.
+Pods live in two places: placed (bound by the API, or assumed by us and not yet confirmed) and
+pending (the queue). Assume/forget follow kube-scheduler's protocol: a placement is counted the
+moment it is decided, and only a definite failure gives it back, so two cycles can never book the
+same device or watt while a bind is in flight.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Iterator, Mapping, Set
+from dataclasses import dataclass
+
+from wattsched.power.ledger import (
+    BudgetUsage,
+    Ledger,
+    PoolUsage,
+    budgets_containing,
+    node_entry,
+    oldest_first,
+    pools_selecting,
+)
+from wattsched.power.watts import facility_watts
+from wattsched.scheduling.model import Budget, Node, Pod, PodKey, Pool
+
+# Epochs are unique across every ClusterState, so a cache keyed by one can never be fooled by a
+# different state that happens to have made the same number of changes.
+_EPOCHS = itertools.count(1)
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetStatus:
+    """A budget's figures as its status reports them; committed and headroom are facility watts."""
+
+    limit_watts: int
+    allocatable_watts: int
+    it_watts: int
+    committed_watts: int
+    headroom_watts: int
+    nodes: int
+    pods: int
+
+    @property
+    def over(self) -> bool:
+        return self.headroom_watts < 0
+
+
+@dataclass(frozen=True, slots=True)
+class Nomination:
+    """A preemptor waiting for its victims to go: it holds their room and does not preempt again."""
+
+    node: str
+    victims: tuple[PodKey, ...]
+
+
+class ClusterState:
+    def __init__(self) -> None:
+        self._nodes: dict[str, Node] = {}
+        self._pools: dict[str, Pool] = {}
+        self._budgets: dict[str, Budget] = {}
+        self._pools_oldest_first: list[Pool] = []
+        self._budgets_by_name: list[Budget] = []
+        self._pods: dict[PodKey, Pod] = {}
+        self._placement: dict[PodKey, str] = {}
+        self._assumed: set[PodKey] = set()
+        self._pending: dict[PodKey, Pod] = {}
+        self._evicting: set[PodKey] = set()
+        self._nominations: dict[PodKey, Nomination] = {}
+        self._gangs: dict[str, set[PodKey]] = {}
+        # Keyed by node name whether or not the node exists: a pod may be watched before its node.
+        self._node_usage: dict[str, dict[str, int]] = {}
+        self._node_pods: dict[str, set[PodKey]] = {}
+        self._node_pool: dict[str, Pool | None] = {}
+        self._node_budgets: dict[str, tuple[str, ...]] = {}
+        self.ledger = Ledger()
+        self.topology_epoch = next(_EPOCHS)
+        # The backoff queue, kube-scheduler's unschedulableQ: a pod that fit nowhere is parked
+        # with the room epoch it failed at. Within a cycle nodes only fill up, so until room
+        # may have been freed (a pod leaves, a node or budget changes) it would fail again.
+        self.room_epoch = 0
+        self.cycle = 0
+        # Bumped whenever a pod joins the queue. Pods only leaving it keep the order of the
+        # rest, so a scheduler may keep its sorted queue across cycles while this holds still.
+        self.identity = next(_EPOCHS)
+        self.queue_version = 0
+        self._parked: dict[PodKey, tuple[int, int]] = {}
+
+    @classmethod
+    def from_objects(
+        cls,
+        nodes: Iterable[Node],
+        pools: Iterable[Pool],
+        budgets: Iterable[Budget],
+        pods: Iterable[Pod],
+    ) -> ClusterState:
+        """A fresh state as a restart builds it: from what the API shows, before any placement."""
+        state = cls()
+        for pool in pools:
+            state.upsert_pool(pool)
+        for budget in budgets:
+            state.upsert_budget(budget)
+        for node in nodes:
+            state.upsert_node(node)
+        for pod in pods:
+            state.upsert_pod(pod)
+        return state
+
+    def _topology_changed(self) -> None:
+        self.topology_epoch = next(_EPOCHS)
+        self.room_epoch += 1
+
+    # -- nodes, pools, budgets -------------------------------------------------------------------
+
+    def upsert_node(self, node: Node) -> None:
+        self._nodes[node.name] = node
+        self._refresh_node(node.name)
+        self._topology_changed()
+
+    def remove_node(self, name: str) -> None:
+        if self._nodes.pop(name, None) is None:
+            return
+        self.ledger.set_node(name, None)
+        self.ledger.conflicts.pop(name, None)
+        self._node_pool.pop(name, None)
+        self._node_budgets.pop(name, None)
+        self._topology_changed()
+
+    def upsert_pool(self, pool: Pool) -> None:
+        self._pools[pool.name] = pool
+        self._pools_oldest_first = oldest_first(self._pools.values())
+        self.ledger.ensure_pool(pool.name)
+        self._refresh_all_nodes()
+
+    def remove_pool(self, name: str) -> None:
+        if self._pools.pop(name, None) is None:
+            return
+        self._pools_oldest_first = oldest_first(self._pools.values())
+        self._refresh_all_nodes()
+        del self.ledger.pools[name]
+
+    def upsert_budget(self, budget: Budget) -> None:
+        old = self._budgets.get(budget.name)
+        self._budgets[budget.name] = budget
+        self._budgets_by_name = sorted(self._budgets.values(), key=lambda b: b.name)
+        self.ledger.ensure_budget(budget.name)
+        if old is None or old.selector != budget.selector:
+            self._refresh_all_nodes()
+        else:
+            # A new limit (a schedule step, an edit) moves no node: the ledger is untouched, but
+            # cached fit decisions are stale.
+            self._topology_changed()
+
+    def remove_budget(self, name: str) -> None:
+        if self._budgets.pop(name, None) is None:
+            return
+        self._budgets_by_name = sorted(self._budgets.values(), key=lambda b: b.name)
+        self._refresh_all_nodes()
+        del self.ledger.budgets[name]
+
+    def _refresh_all_nodes(self) -> None:
+        for name in sorted(self._nodes):
+            self._refresh_node(name)
+        self._topology_changed()
+
+    def _refresh_node(self, name: str) -> None:
+        node = self._nodes[name]
+        selecting = pools_selecting(node, self._pools_oldest_first)
+        if len(selecting) > 1:
+            self.ledger.conflicts[name] = selecting
+        else:
+            self.ledger.conflicts.pop(name, None)
+        pool = self._pools[selecting[0]] if selecting else None
+        self._node_pool[name] = pool
+        self._node_budgets[name] = budgets_containing(node, self._budgets_by_name)
+        self._refresh_node_usage(name)
+
+    def _refresh_node_usage(self, name: str) -> None:
+        node = self._nodes.get(name)
+        if node is None:
+            return
+        entry = node_entry(
+            node,
+            self._node_pool[name],
+            self._node_budgets[name],
+            self._node_usage.get(name, {}),
+            len(self._node_pods.get(name, ())),
+        )
+        self.ledger.set_node(name, entry)
+
+    # -- pods --------------------------------------------------------------------------------------
+
+    def upsert_pod(self, pod: Pod) -> None:
+        """Record a live pod: bound when node_name is set, otherwise pending.
+
+        A pod we assumed keeps its assumed node until the watch shows it bound: the event that
+        arrives between our bind call and the API's answer must not give its room away.
+        """
+        key = pod.key
+        assumed_node = self._placement.get(key) if key in self._assumed else None
+        self._drop(key)
+        self._pods[key] = pod
+        if pod.gang is not None:
+            self._gangs.setdefault(pod.gang, set()).add(key)
+            for member in self._gangs[pod.gang]:  # a new member may complete the gang
+                self._parked.pop(member, None)
+        if pod.node_name is not None:
+            self._place(pod, pod.node_name)
+            self._nominations.pop(key, None)
+        elif assumed_node is not None:
+            self._place(pod, assumed_node)
+            self._assumed.add(key)
+        elif pod.managed:
+            self._pending[key] = pod
+            self.queue_version += 1
+
+    def remove_pod(self, key: PodKey) -> None:
+        self._drop(key)
+        self._nominations.pop(key, None)
+
+    def _drop(self, key: PodKey) -> None:
+        pod = self._pods.pop(key, None)
+        if pod is None:
+            return
+        self._unplace(pod)
+        self._assumed.discard(key)
+        self._pending.pop(key, None)
+        self._evicting.discard(key)
+        self._parked.pop(key, None)
+        if pod.gang is not None:
+            members = self._gangs[pod.gang]
+            members.discard(key)
+            if not members:
+                del self._gangs[pod.gang]
+
+    def assume(self, key: PodKey, node: str) -> None:
+        """Reserve: count a pending pod on `node` now, before the bind is sent."""
+        pod = self._pending.pop(key, None)
+        if pod is None:
+            raise ValueError(f"cannot assume pod {key[0]}/{key[1]}: it is not pending")
+        self._place(pod, node)
+        self._assumed.add(key)
+        self._nominations.pop(key, None)
+        self._parked.pop(key, None)
+
+    def forget(self, key: PodKey, room_freed: bool = True) -> None:
+        """Unreserve: the bind definitely failed (or a gang was denied), so the pod queues again.
+
+        A gang denied within the cycle that reserved it frees no room that was there before
+        the cycle, hence `room_freed=False`: it must not wake every parked pod.
+        """
+        if key not in self._assumed:
+            raise ValueError(f"cannot forget pod {key[0]}/{key[1]}: it is not assumed")
+        pod = self._pods[key]
+        self._unplace(pod, room_freed)
+        self._assumed.discard(key)
+        self._pending[key] = pod
+        self.queue_version += 1
+
+    def mark_evicting(self, key: PodKey) -> None:
+        """An eviction was asked for: keep counting the pod until it is gone, but never again."""
+        if key in self._placement:
+            self._evicting.add(key)
+
+    def _place(self, pod: Pod, node: str) -> None:
+        self._placement[pod.key] = node
+        usage = self._node_usage.setdefault(node, {})
+        for resource, quantity in pod.requests.items():
+            if quantity:
+                usage[resource] = usage.get(resource, 0) + quantity
+        self._node_pods.setdefault(node, set()).add(pod.key)
+        self._refresh_node_usage(node)
+
+    def _unplace(self, pod: Pod, room_freed: bool = True) -> None:
+        node = self._placement.pop(pod.key, None)
+        if node is None:
+            return
+        if room_freed:
+            self.room_epoch += 1
+        usage = self._node_usage[node]
+        for resource, quantity in pod.requests.items():
+            left = usage.get(resource, 0) - quantity
+            if left:
+                usage[resource] = left
+            else:
+                usage.pop(resource, None)
+        pods = self._node_pods[node]
+        pods.discard(pod.key)
+        if not pods:
+            del self._node_pods[node]
+            del self._node_usage[node]
+        self._refresh_node_usage(node)
+
+    # -- the backoff queue ----------------------------------------------------------------------
+
+    def begin_cycle(self) -> int:
+        self.cycle += 1
+        return self.cycle
+
+    def park(self, key: PodKey) -> None:
+        """A pending pod fit nowhere this cycle: skip it until room may have been freed."""
+        if key in self._pending:
+            self._parked[key] = (self.room_epoch, self.cycle)
+
+    def is_parked(self, key: PodKey, flush_cycles: int) -> bool:
+        """Parked, nothing freed since, and not yet due for the periodic retry.
+
+        The periodic retry exists because placements can also *create* chances: a pod that found
+        no victim may find one after lower-priority pods were placed.
+        """
+        parked = self._parked.get(key)
+        if parked is None:
+            return False
+        room_epoch, cycle = parked
+        return room_epoch == self.room_epoch and self.cycle - cycle < flush_cycles
+
+    # -- nominations (see scheduler step 7) ----------------------------------------------------
+
+    def nominate(self, key: PodKey, node: str, victims: tuple[PodKey, ...]) -> None:
+        self._nominations[key] = Nomination(node, victims)
+
+    def clear_nomination(self, key: PodKey) -> None:
+        self._nominations.pop(key, None)
+
+    def nomination(self, key: PodKey) -> Nomination | None:
+        return self._nominations.get(key)
+
+    @property
+    def nominations(self) -> Mapping[PodKey, Nomination]:
+        return self._nominations
+
+    # -- read access -----------------------------------------------------------------------------
+
+    @property
+    def nodes(self) -> Mapping[str, Node]:
+        return self._nodes
+
+    @property
+    def pools(self) -> Mapping[str, Pool]:
+        return self._pools
+
+    @property
+    def budgets(self) -> Mapping[str, Budget]:
+        return self._budgets
+
+    @property
+    def pods(self) -> Mapping[PodKey, Pod]:
+        return self._pods
+
+    def pending(self) -> list[Pod]:
+        """The queue, unordered by design: ordering is the scheduler's QueueSort."""
+        return list(self._pending.values())
+
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    def is_pending(self, key: PodKey) -> bool:
+        return key in self._pending
+
+    def pending_pod(self, key: PodKey) -> Pod | None:
+        return self._pending.get(key)
+
+    def is_assumed(self, key: PodKey) -> bool:
+        return key in self._assumed
+
+    def is_evicting(self, key: PodKey) -> bool:
+        return key in self._evicting
+
+    @property
+    def evicting(self) -> frozenset[PodKey]:
+        return frozenset(self._evicting)
+
+    def node_of(self, key: PodKey) -> str | None:
+        return self._placement.get(key)
+
+    def placements(self) -> Iterator[tuple[Pod, str]]:
+        """(pod, node) for every bound or assumed pod, in key order."""
+        for key in sorted(self._placement):
+            yield self._pods[key], self._placement[key]
+
+    def pods_on(self, node: str) -> list[Pod]:
+        return [self._pods[key] for key in sorted(self._node_pods.get(node, ()))]
+
+    @property
+    def usage_by_node(self) -> Mapping[str, Mapping[str, int]]:
+        """Summed requests per node name, for the Filter's hot loop (no per-node call)."""
+        return self._node_usage
+
+    @property
+    def pods_by_node(self) -> Mapping[str, Set[PodKey]]:
+        return self._node_pods
+
+    def node_usage(self, node: str) -> Mapping[str, int]:
+        """Summed requests of the pods placed on the node (no 'pods' key: count pods_on)."""
+        return self._node_usage.get(node, {})
+
+    def node_pod_count(self, node: str) -> int:
+        return len(self._node_pods.get(node, ()))
+
+    def node_pool(self, node: str) -> Pool | None:
+        return self._node_pool.get(node)
+
+    def node_budgets(self, node: str) -> tuple[str, ...]:
+        return self._node_budgets.get(node, ())
+
+    def node_watts(self, node: str) -> int:
+        entry = self.ledger.nodes.get(node)
+        return entry.watts if entry is not None else 0
+
+    def gang_members(self, gang: str) -> list[Pod]:
+        return [self._pods[key] for key in sorted(self._gangs.get(gang, ()))]
+
+    def pool_status(self, name: str) -> PoolUsage:
+        return self.ledger.pools[name]
+
+    def pool_conflicts(self) -> dict[str, tuple[str, ...]]:
+        """Node -> every pool selecting it, winner (the oldest) first."""
+        return dict(sorted(self.ledger.conflicts.items()))
+
+    def conflicting_nodes(self, pool: str) -> list[str]:
+        """Nodes this pool shares with another pool, for its Conflict condition."""
+        return sorted(node for node, pools in self.ledger.conflicts.items() if pool in pools)
+
+    def budget_usage(self, name: str) -> BudgetUsage:
+        return self.ledger.budgets[name]
+
+    def budget_status(self, name: str) -> BudgetStatus:
+        budget = self._budgets[name]
+        usage = self.ledger.budgets[name]
+        committed = facility_watts(usage.it_watts, budget.pue_milli)
+        allocatable = budget.allocatable_watts
+        return BudgetStatus(
+            limit_watts=budget.limit_watts,
+            allocatable_watts=allocatable,
+            it_watts=usage.it_watts,
+            committed_watts=committed,
+            headroom_watts=allocatable - committed,
+            nodes=usage.nodes,
+            pods=usage.pods,
+        )

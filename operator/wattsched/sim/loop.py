@@ -1,0 +1,564 @@
+"""The discrete-event loop: a virtual clock driving the real scheduling engine.
+
+Time is an integer count of seconds since the scenario's start; nothing here reads the wall
+clock. One run is one policy over the whole scenario. At each instant, in this order:
+
+1. Commissioning: new nodes join (idle, drawing base and idle watts).
+2. Limit changes: the budget is rebuilt with its new limit (`upsert_budget`); static-cap
+   recomputes its cordons and drains what it newly cordons.
+3. Completions free their devices and watts; withdrawals remove jobs that waited too long.
+4. Arrivals queue new pods.
+5. A scheduling cycle (`Scheduler.schedule`), repeated at the same instant while it evicts, so
+   a preemptor binds as soon as its victims are gone. Cycles run at most every `cycleInterval`,
+   but a limit change or commissioning always gets its own cycle at once, so Shed acts at the
+   instant the limit drops.
+
+Evicted jobs are requeued, never dropped: the work done so far is kept (as if checkpointed), and
+the job queues again with its remaining run time and its original priority and creation order,
+so it goes back to the head of its priority level. A gang is evicted and requeued whole.
+
+What the engine believes and what the site draws are kept apart: a `Meter` sums every node's
+watts against the real budgets, whatever the policy let the engine see.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import IntEnum
+from types import MappingProxyType
+
+from wattsched.power.watts import delta_watts, facility_watts, node_watts
+from wattsched.scheduling.config import SchedulerConfig
+from wattsched.scheduling.model import Budget, Node, Pod, PodKey, Pool
+from wattsched.scheduling.scheduler import Scheduler
+from wattsched.scheduling.state import ClusterState
+from wattsched.sim.policies import Policy, static_cap_cordons
+from wattsched.sim.site import POOL_LABEL, Site
+from wattsched.sim.workload import JobSpec
+
+NAMESPACE = "sim"
+DRAIN_REASON = "Drained"
+_MAX_ROUNDS_PER_INSTANT = 16
+
+ProgressCallback = Callable[[int], None]
+
+
+class EventKind(IntEnum):
+    """Also the processing order of events at one instant."""
+
+    COMMISSION = 0
+    LIMIT = 1
+    COMPLETE = 2
+    WITHDRAW = 3
+    ARRIVAL = 4
+    CYCLE = 5
+
+
+@dataclass(slots=True)
+class Job:
+    spec: JobSpec
+    index: int
+    keys: tuple[PodKey, ...]
+    remaining_seconds: int
+    state: str = "future"  # future | queued | running | done | withdrawn
+    token: int = 0  # bumped on every transition, so stale events are ignored
+    bound: int = 0
+    first_start: int | None = None
+    started_at: int = 0
+    restarts: int = 0
+    queued_since: int = 0
+    pods: tuple[Pod, ...] = ()
+
+
+@dataclass(slots=True)
+class Sample:
+    at_seconds: int
+    budget_watts: dict[str, int]  # facility watts drawn, per real budget
+    budget_limit_watts: dict[str, int]
+    budget_allocatable_watts: dict[str, int]
+    pool_allocated: dict[str, int]
+    pool_devices: dict[str, int]
+    queued_jobs: int
+    running_jobs: int
+    cordoned_nodes: int
+    evictions: dict[str, int]  # pods evicted since the previous sample, per reason
+
+
+@dataclass(slots=True)
+class BudgetRecord:
+    over: bool = False
+    episodes: int = 0
+    over_seconds: int = 0
+    worst_overshoot_watts: int = 0
+
+
+@dataclass(slots=True)
+class RunResult:
+    policy: str
+    samples: list[Sample] = field(default_factory=list)
+    waits_seconds: list[int] = field(default_factory=list)  # first start - submission, per job
+    jobs_submitted: int = 0
+    jobs_started: int = 0
+    jobs_completed: int = 0
+    jobs_withdrawn: int = 0
+    jobs_queued_at_end: int = 0
+    jobs_running_at_end: int = 0
+    pods_started: int = 0
+    evictions: dict[str, int] = field(default_factory=dict)  # pods, per reason
+    eviction_times: list[tuple[int, str, int]] = field(default_factory=list)  # (at, reason, pods)
+    budgets: dict[str, BudgetRecord] = field(default_factory=dict)
+    stranded_watt_seconds: int = 0
+    cycles: int = 0
+    start_log: list[tuple[str, int]] = field(default_factory=list)  # (job, start) if recording
+
+
+class Meter:
+    """Watts the site draws per real budget, from what is placed: policy-independent."""
+
+    def __init__(self, site: Site) -> None:
+        self.budgets = {name: entry.budget for name, entry in site.budgets.items()}
+        self.it_watts = dict.fromkeys(self.budgets, 0)
+        self.node_budgets: dict[str, tuple[str, ...]] = {}
+        self.node_pool: dict[str, Pool | None] = {}
+        self.pool_devices = dict.fromkeys(site.pools, 0)
+        self.pool_allocated = dict.fromkeys(site.pools, 0)
+        self._pools = sorted(site.pools.values(), key=lambda p: (p.created_order, p.name))
+
+    def commission(self, node: Node) -> None:
+        pool = next((p for p in self._pools if p.selector.matches(node.labels)), None)
+        names = tuple(
+            n for n in sorted(self.budgets) if self.budgets[n].selector.matches(node.labels)
+        )
+        self.node_pool[node.name] = pool
+        self.node_budgets[node.name] = names
+        if pool is None:
+            return
+        devices = sum(node.allocatable.get(r, 0) for r in pool.resource_names)
+        self.pool_devices[pool.name] += devices
+        watts = node_watts(pool.profile, devices, 0)
+        for name in names:
+            self.it_watts[name] += watts
+
+    def place(self, pod: Pod, node: str, sign: int) -> None:
+        pool = self.node_pool.get(node)
+        if pool is None:
+            return
+        devices = sum(pod.requests.get(r, 0) for r in pool.resource_names)
+        self.pool_allocated[pool.name] += sign * devices
+        watts = sign * delta_watts(pool.profile, devices)
+        for name in self.node_budgets[node]:
+            self.it_watts[name] += watts
+
+    def set_limit(self, budget: Budget) -> None:
+        self.budgets[budget.name] = budget
+
+    def facility_watts(self, name: str) -> int:
+        return facility_watts(self.it_watts[name], self.budgets[name].pue_milli)
+
+
+class StrandedTree:
+    """Allocatable watts left unused while pods wait, without double counting nested budgets.
+
+    Budgets form a tree by node-set containment (site > phase > hall); each pool hangs under
+    the smallest budget holding its nodes. What waiting work could still draw is, bottom-up,
+    min(headroom of the budget, what its children and waiting pools could draw), and a pool can
+    draw no more than its waiting pods need. Exact for nested budgets; for budgets that overlap
+    without nesting it is an estimate.
+    """
+
+    def __init__(self, site: Site, meter: Meter) -> None:
+        members: dict[str, set[str]] = {name: set() for name in site.budgets}
+        pool_budgets: dict[str, set[str]] = {}
+        for node in site.all_nodes:
+            for name, entry in site.budgets.items():
+                if entry.budget.selector.matches(node.labels):
+                    members[name].add(node.name)
+            pool = next(
+                (
+                    p
+                    for p in sorted(site.pools.values(), key=lambda p: (p.created_order, p.name))
+                    if p.selector.matches(node.labels)
+                ),
+                None,
+            )
+            if pool is not None:
+                pool_budgets.setdefault(pool.name, set()).update(
+                    n for n, e in site.budgets.items() if e.budget.selector.matches(node.labels)
+                )
+        order = sorted(members, key=lambda name: (-len(members[name]), name))
+        self.parent: dict[str, str | None] = {}
+        for index, name in enumerate(order):
+            parent = None
+            for candidate in order[:index]:
+                if members[name] <= members[candidate]:
+                    parent = candidate  # the last (smallest) container wins
+            self.parent[name] = parent
+        self.pool_home: dict[str, str] = {}
+        for pool, names in pool_budgets.items():
+            if names:
+                self.pool_home[pool] = max(names, key=order.index)
+        self.bottom_up = list(reversed(order))
+        self.meter = meter
+
+    def watts(self, waiting_pool_watts: dict[str, int]) -> int:
+        meter = self.meter
+        could: dict[str, int] = dict.fromkeys(self.parent, 0)
+        for pool, need in waiting_pool_watts.items():
+            home = self.pool_home.get(pool)
+            if home is not None and need > 0:
+                could[home] += need
+        total = 0
+        for name in self.bottom_up:
+            budget = meter.budgets[name]
+            headroom = max(0, budget.allocatable_watts - meter.facility_watts(name))
+            usable = min(headroom, could[name])
+            parent = self.parent[name]
+            if parent is None:
+                total += usable
+            else:
+                could[parent] += usable
+        return total
+
+
+class Simulation:
+    """One policy's run over the scenario; `run()` returns what the metrics need."""
+
+    def __init__(
+        self,
+        site: Site,
+        jobs: list[JobSpec],
+        policy: Policy,
+        horizon_seconds: int,
+        sample_seconds: int,
+        cycle_seconds: int,
+        progress: ProgressCallback | None = None,
+        record_starts: bool = False,
+    ) -> None:
+        self.site = site
+        self.policy = policy
+        self.horizon = horizon_seconds
+        self.sample_seconds = sample_seconds
+        self.cycle_seconds = cycle_seconds
+        self.progress = progress
+        self.record_starts = record_starts
+        config: SchedulerConfig = policy.config
+        self.scheduler = Scheduler(config)
+        self.state = ClusterState()
+        for pool in site.pools.values():
+            self.state.upsert_pool(pool)
+        self.limits = {name: entry.budget for name, entry in site.budgets.items()}
+        if policy.power_aware:
+            for budget in self.limits.values():
+                self.state.upsert_budget(budget)
+        self.meter = Meter(site)
+        self.stranded = StrandedTree(site, self.meter)
+        self.result = RunResult(policy.name)
+        self.result.budgets = {name: BudgetRecord() for name in site.budgets}
+        self.jobs = [self._job(index, spec) for index, spec in enumerate(jobs)]
+        self.job_of: dict[PodKey, Job] = {}
+        for job in self.jobs:
+            for key in job.keys:
+                self.job_of[key] = job
+        self.commissioned: list[Node] = []
+        self.cordoned: set[str] = set()
+        self.waiting_pool_watts: dict[str, int] = dict.fromkeys(site.pools, 0)
+        self.queued = 0
+        self.running = 0
+        self._events: list[tuple[int, int, int, int, int]] = []
+        self._sequence = 0
+        self._cycle_pending_at: int | None = None
+        self._last_cycle: int | None = None
+        self._evictions_since_sample: dict[str, int] = {}
+
+    # -- set-up ------------------------------------------------------------------------------
+
+    def _job(self, index: int, spec: JobSpec) -> Job:
+        if spec.gang_size == 1:
+            keys: tuple[PodKey, ...] = ((NAMESPACE, spec.name),)
+        else:
+            keys = tuple((NAMESPACE, f"{spec.name}-{i}") for i in range(spec.gang_size))
+        selector = MappingProxyType({POOL_LABEL: spec.pool} if spec.pool else {})
+        requests = MappingProxyType({spec.resource: spec.devices_per_pod})
+        gang = f"{NAMESPACE}/{spec.name}" if spec.gang_size > 1 else None
+        pods = tuple(
+            Pod(
+                namespace,
+                name,
+                uid=f"uid-{name}",
+                priority=spec.priority,
+                created_order=index,
+                requests=requests,
+                node_selector=selector,
+                gang=gang,
+                gang_size=spec.gang_size,
+            )
+            for namespace, name in keys
+        )
+        return Job(spec, index, keys, spec.duration_seconds, pods=pods)
+
+    def _push(self, at: int, kind: EventKind, subject: int, token: int = 0) -> None:
+        self._sequence += 1
+        heapq.heappush(self._events, (at, int(kind), self._sequence, subject, token))
+
+    # -- the run -----------------------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        for index, cohort in enumerate(self.site.cohorts):
+            self._push(cohort.commissioned_seconds, EventKind.COMMISSION, index)
+        for budget_index, (_, entry) in enumerate(sorted(self.site.budgets.items())):
+            for step in entry.steps[1:]:
+                self._push(step.at_seconds, EventKind.LIMIT, budget_index, step.limit_watts)
+        for job in self.jobs:
+            self._push(job.spec.submit_seconds, EventKind.ARRIVAL, job.index)
+        budget_names = sorted(self.site.budgets)
+        now = 0
+        next_sample = 0
+        next_progress = 0
+        progress_step = max(1, self.horizon // 100)
+        while self._events and self._events[0][0] < self.horizon:
+            at = self._events[0][0]
+            # The state is constant over [now, at): sample and integrate it first.
+            while next_sample < at:
+                self._sample(next_sample)
+                next_sample += self.sample_seconds
+            self._integrate(now, at)
+            now = at
+            if self.progress is not None and now >= next_progress:
+                self.progress(now)
+                next_progress = now - now % progress_step + progress_step
+            force_cycle = False
+            wants_cycle = False
+            while self._events and self._events[0][0] == at:
+                _, kind, _, subject, token = heapq.heappop(self._events)
+                if kind == EventKind.COMMISSION:
+                    self._commission(subject, at)
+                    force_cycle = True
+                elif kind == EventKind.LIMIT:
+                    self._set_limit(budget_names[subject], token, at)
+                    force_cycle = True
+                elif kind == EventKind.COMPLETE:
+                    wants_cycle |= self._complete(self.jobs[subject], token)
+                elif kind == EventKind.WITHDRAW:
+                    self._withdraw(self.jobs[subject], token)
+                elif kind == EventKind.ARRIVAL:
+                    self._arrive(self.jobs[subject], at)
+                    wants_cycle = True
+                else:
+                    self._cycle_pending_at = None
+                    wants_cycle = True
+            if force_cycle or (wants_cycle and self._may_cycle(at)):
+                self._cycle(at)
+            elif wants_cycle and self._cycle_pending_at is None:
+                assert self._last_cycle is not None
+                self._cycle_pending_at = self._last_cycle + self.cycle_seconds
+                self._push(self._cycle_pending_at, EventKind.CYCLE, 0)
+            self._check_limits()
+        while next_sample < self.horizon:
+            self._sample(next_sample)
+            next_sample += self.sample_seconds
+        self._integrate(now, self.horizon)
+        if self.progress is not None:
+            self.progress(self.horizon)
+        result = self.result
+        result.jobs_submitted = len(self.jobs)
+        result.jobs_queued_at_end = self.queued
+        result.jobs_running_at_end = self.running
+        return result
+
+    def _may_cycle(self, at: int) -> bool:
+        return self._last_cycle is None or at >= self._last_cycle + self.cycle_seconds
+
+    # -- events --------------------------------------------------------------------------------
+
+    def _commission(self, index: int, at: int) -> None:
+        for node in self.site.cohorts[index].nodes:
+            self.commissioned.append(node)
+            self.meter.commission(node)
+            self.state.upsert_node(node)
+        if self.policy.static_cap:
+            self._recap(at)
+
+    def _set_limit(self, name: str, watts: int, at: int) -> None:
+        budget = self.site.budgets[name].at(at)
+        assert budget.limit_watts == watts
+        self.limits[name] = budget
+        self.meter.set_limit(budget)
+        if self.policy.power_aware:
+            self.state.upsert_budget(budget)
+        if self.policy.static_cap:
+            self._recap(at)
+
+    def _recap(self, at: int) -> None:
+        """static-cap: cordon what the new limits require, drain it, uncordon the rest."""
+        wanted = static_cap_cordons(
+            self.commissioned, self.meter.node_pool, self.meter.node_budgets, self.limits
+        )
+        for node in self.commissioned:
+            cordon = node.name in wanted
+            if cordon == (node.name in self.cordoned):
+                continue
+            self.state.upsert_node(
+                Node(node.name, node.labels, node.allocatable, node.taints, cordon, node.ready)
+            )
+            if cordon:
+                self.cordoned.add(node.name)
+                for pod in self.state.pods_on(node.name):
+                    job = self.job_of[pod.key]
+                    if job.state == "running":
+                        self._evict(job, at, DRAIN_REASON)
+            else:
+                self.cordoned.discard(node.name)
+
+    def _arrive(self, job: Job, at: int) -> None:
+        self._queue(job, at)
+
+    def _queue(self, job: Job, at: int) -> None:
+        job.state = "queued"
+        job.token += 1
+        job.bound = 0
+        job.queued_since = at
+        self.queued += 1
+        self._waiting(job, 1)
+        for pod in job.pods:
+            self.state.upsert_pod(pod)
+        if job.spec.patience_seconds is not None:
+            self._push(at + job.spec.patience_seconds, EventKind.WITHDRAW, job.index, job.token)
+
+    def _waiting(self, job: Job, sign: int) -> None:
+        pools = (
+            [job.spec.pool]
+            if job.spec.pool
+            else [p.name for p in self.site.pools.values() if job.spec.resource in p.resource_names]
+        )
+        for name in pools:
+            pool = self.site.pools[name]
+            need = delta_watts(pool.profile, job.spec.devices_per_pod) * job.spec.gang_size
+            self.waiting_pool_watts[name] += sign * need
+
+    def _complete(self, job: Job, token: int) -> bool:
+        if job.state != "running" or job.token != token:
+            return False
+        self._unbind_all(job)
+        job.state = "done"
+        job.token += 1
+        self.running -= 1
+        self.result.jobs_completed += 1
+        return True
+
+    def _withdraw(self, job: Job, token: int) -> None:
+        if job.state != "queued" or job.token != token:
+            return
+        for key in job.keys:
+            node = self.state.node_of(key)
+            if node is not None:  # a gang caught half-bound cannot happen; be safe anyway
+                self.meter.place(self.state.pods[key], node, -1)
+            self.state.remove_pod(key)
+        job.state = "withdrawn"
+        job.token += 1
+        self.queued -= 1
+        self._waiting(job, -1)
+        self.result.jobs_withdrawn += 1
+
+    def _unbind_all(self, job: Job) -> None:
+        for key in job.keys:
+            node = self.state.node_of(key)
+            if node is not None:
+                self.meter.place(self.state.pods[key], node, -1)
+            self.state.remove_pod(key)
+
+    def _evict(self, job: Job, at: int, reason: str) -> None:
+        """The job's pods go at once (grace period 0); it queues again with what is left."""
+        pods = len(job.keys)
+        self._unbind_all(job)
+        job.remaining_seconds = max(1, job.remaining_seconds - (at - job.started_at))
+        job.restarts += 1
+        self.running -= 1
+        result = self.result
+        result.evictions[reason] = result.evictions.get(reason, 0) + pods
+        self._evictions_since_sample[reason] = self._evictions_since_sample.get(reason, 0) + pods
+        result.eviction_times.append((at, reason, pods))
+        self._queue(job, at)
+
+    # -- the scheduling cycle -------------------------------------------------------------------
+
+    def _cycle(self, at: int) -> None:
+        self._last_cycle = at
+        for _ in range(_MAX_ROUNDS_PER_INSTANT):
+            plan = self.scheduler.schedule(self.state)
+            self.result.cycles += 1
+            for binding in plan.bindings:
+                job = self.job_of[binding.pod]
+                self.meter.place(self.state.pods[binding.pod], binding.node, 1)
+                job.bound += 1
+                if job.bound == len(job.keys):
+                    self._start(job, at)
+            evicted: set[int] = set()
+            for eviction in plan.evictions:
+                job = self.job_of[eviction.pod]
+                if job.index in evicted or job.state != "running":
+                    continue
+                evicted.add(job.index)
+                self._evict(job, at, eviction.reason)
+            if not plan.evictions:
+                return
+
+    def _start(self, job: Job, at: int) -> None:
+        job.state = "running"
+        job.token += 1
+        job.started_at = at
+        self.queued -= 1
+        self.running += 1
+        self._waiting(job, -1)
+        result = self.result
+        result.pods_started += len(job.keys)
+        if job.first_start is None:
+            job.first_start = at
+            result.jobs_started += 1
+            result.waits_seconds.append(at - job.spec.submit_seconds)
+        if self.record_starts:
+            result.start_log.append((job.spec.name, at))
+        self._push(at + job.remaining_seconds, EventKind.COMPLETE, job.index, job.token)
+
+    # -- measurement ----------------------------------------------------------------------------
+
+    def _check_limits(self) -> None:
+        """After an instant: which budgets the site now draws over their real limit."""
+        meter = self.meter
+        for name, record in self.result.budgets.items():
+            overshoot = meter.facility_watts(name) - meter.budgets[name].limit_watts
+            over = overshoot > 0
+            if over and not record.over:
+                record.episodes += 1
+            record.over = over
+            if over and overshoot > record.worst_overshoot_watts:
+                record.worst_overshoot_watts = overshoot
+
+    def _integrate(self, start: int, stop: int) -> None:
+        span = stop - start
+        if span <= 0:
+            return
+        for record in self.result.budgets.values():
+            if record.over:
+                record.over_seconds += span
+        if self.queued:
+            self.result.stranded_watt_seconds += span * self.stranded.watts(self.waiting_pool_watts)
+
+    def _sample(self, at: int) -> None:
+        meter = self.meter
+        self.result.samples.append(
+            Sample(
+                at_seconds=at,
+                budget_watts={name: meter.facility_watts(name) for name in meter.budgets},
+                budget_limit_watts={n: b.limit_watts for n, b in meter.budgets.items()},
+                budget_allocatable_watts={n: b.allocatable_watts for n, b in meter.budgets.items()},
+                pool_allocated=dict(meter.pool_allocated),
+                pool_devices=dict(meter.pool_devices),
+                queued_jobs=self.queued,
+                running_jobs=self.running,
+                cordoned_nodes=len(self.cordoned),
+                evictions=dict(self._evictions_since_sample),
+            )
+        )
+        self._evictions_since_sample = {}

@@ -1,0 +1,373 @@
+"""DESIGN.md §4's invariants, checked after every step of random cluster histories.
+
+The machine plays the operator's role: it feeds the state watch-like changes, runs cycles, lets
+binds succeed or fail, applies evictions, and restarts (a fresh state from what the API shows).
+The default run is at least 2,000 steps; WATTSCHED_PROPERTY_STEPS raises it.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+from wattsched.power import recompute_ledger
+from wattsched.scheduling import Budget, ClusterState, Plan, Pod, PodKey, Scheduler
+from wattsched.scheduling.builders import budget, gpu_node, gpu_pod, gpu_pool
+from wattsched.scheduling.shedding import freed_it_watts
+
+STEPS_PER_RUN = 50
+TOTAL_STEPS = max(4_000, int(os.environ.get("WATTSCHED_PROPERTY_STEPS", "0") or 0))
+
+POOLS = (
+    gpu_pool("h200", {"pool": "h200"}, 700, 90, 3000, created_order=1),
+    gpu_pool("rngd", {"pool": "rngd"}, 180, 30, 1500, created_order=2, resource="furiosa.ai/rngd"),
+    # Selects the same nodes as h200 but is younger: h200 must win every one of them.
+    gpu_pool("h200-dup", {"pool": "h200"}, 1000, 100, 100, created_order=3),
+)
+RESOURCES = {"h200": "nvidia.com/gpu", "rngd": "furiosa.ai/rngd"}
+DOMAINS = (
+    ("site", {"site": "u"}),
+    ("hall-0", {"wattsched.io/hall": "h0"}),
+    ("hall-1", {"wattsched.io/hall": "h1"}),
+    ("rack-0", {"wattsched.io/rack": "r0"}),
+    ("h200-only", {"pool": "h200"}),
+)
+
+
+def within(b: Budget, it_watts: int) -> bool:
+    return it_watts * b.pue_milli <= b.allocatable_watts * 1000
+
+
+class SchedulingMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.state = ClusterState()
+        for pool in POOLS:
+            self.state.upsert_pool(pool)
+        self.scheduler = Scheduler()
+        self.serial = 0
+
+    def _next(self) -> int:
+        self.serial += 1
+        return self.serial
+
+    @initialize(
+        devices=st.lists(st.integers(1, 8), min_size=2, max_size=6),
+        limit_kw=st.integers(5, 60),
+    )
+    def a_small_site(self, devices: list[int], limit_kw: int) -> None:
+        for i, count in enumerate(devices):
+            pool = "rngd" if i % 3 == 2 else "h200"
+            self.add_node(pool, i % 2, i % 3, count, True, False)
+        self.state.upsert_budget(budget("site", {"site": "u"}, limit_kw * 1000, 5, 1200, "Shed"))
+
+    # -- the world changes --------------------------------------------------------------------
+
+    @rule(
+        pool=st.sampled_from(["h200", "rngd", "none"]),
+        hall=st.integers(0, 1),
+        rack=st.integers(0, 2),
+        devices=st.integers(0, 8),
+        ready=st.sampled_from([True, True, True, False]),
+        cordoned=st.sampled_from([False, False, False, True]),
+    )
+    def add_node(
+        self, pool: str, hall: int, rack: int, devices: int, ready: bool, cordoned: bool
+    ) -> None:
+        labels = {
+            "site": "u",
+            "pool": pool,
+            "wattsched.io/hall": f"h{hall}",
+            "wattsched.io/rack": f"r{rack}",
+        }
+        resource = RESOURCES.get(pool, "nvidia.com/gpu")
+        name = f"n{self._next()}"
+        node = gpu_node(
+            name,
+            labels,
+            gpus=devices,
+            resource=resource,
+            ready=ready,
+            unschedulable=cordoned,
+        )
+        self.state.upsert_node(node)
+
+    @precondition(lambda self: self.state.nodes)
+    @rule(data=st.data())
+    def remove_node(self, data: st.DataObject) -> None:
+        name = data.draw(st.sampled_from(sorted(self.state.nodes)))
+        for pod in self.state.pods_on(name):  # the pod GC deletes them with the node
+            self.state.remove_pod(pod.key)
+        self.state.remove_node(name)
+
+    @rule(
+        pods=st.lists(
+            st.tuples(
+                st.integers(0, 6),
+                st.sampled_from(["nvidia.com/gpu", "nvidia.com/gpu", "furiosa.ai/rngd"]),
+                st.integers(0, 3),
+            ),
+            min_size=1,
+            max_size=4,
+        )
+    )
+    def add_pods(self, pods: list[tuple[int, str, int]]) -> None:
+        for devices, resource, priority in pods:
+            serial = self._next()
+            self.state.upsert_pod(
+                gpu_pod(
+                    f"p{serial}",
+                    gpus=devices,
+                    resource=resource,
+                    priority=priority,
+                    created_order=serial,
+                )
+            )
+
+    @rule(size=st.integers(2, 4), devices=st.integers(1, 8), priority=st.integers(0, 3))
+    def add_gang(self, size: int, devices: int, priority: int) -> None:
+        serial = self._next()
+        for i in range(size):
+            self.state.upsert_pod(
+                gpu_pod(
+                    f"g{serial}-{i}",
+                    gpus=devices,
+                    priority=priority,
+                    created_order=serial,
+                    gang=f"default/g{serial}",
+                    gang_size=size,
+                )
+            )
+
+    @precondition(lambda self: self.state.nodes)
+    @rule(data=st.data(), devices=st.integers(0, 4))
+    def bind_foreign_pod(self, data: st.DataObject, devices: int) -> None:
+        """Another scheduler's pod: the kubelet admits it only if it fits the node."""
+        name = data.draw(st.sampled_from(sorted(self.state.nodes)))
+        node = self.state.nodes[name]
+        resource = next((r for r in node.allocatable if "/" in r), "nvidia.com/gpu")
+        free = node.allocatable.get(resource, 0) - self.state.node_usage(name).get(resource, 0)
+        if devices > free:
+            return
+        serial = self._next()
+        self.state.upsert_pod(
+            gpu_pod(
+                f"f{serial}",
+                gpus=devices,
+                resource=resource,
+                node_name=name,
+                managed=False,
+                cpu_millis=0,
+                memory_bytes=0,
+            )
+        )
+
+    @precondition(lambda self: self.state.pods)
+    @rule(data=st.data())
+    def remove_pod(self, data: st.DataObject) -> None:
+        key = data.draw(st.sampled_from(sorted(self.state.pods)))
+        self.state.remove_pod(key)
+
+    @rule(
+        domain=st.sampled_from(DOMAINS),
+        limit_kw=st.integers(1, 120),
+        reserve=st.integers(0, 50),
+        pue=st.integers(1000, 3000),
+        shed=st.booleans(),
+    )
+    def upsert_budget(
+        self,
+        domain: tuple[str, dict[str, str]],
+        limit_kw: int,
+        reserve: int,
+        pue: int,
+        shed: bool,
+    ) -> None:
+        name, labels = domain
+        self.state.upsert_budget(
+            budget(name, labels, limit_kw * 1000, reserve, pue, "Shed" if shed else "Admit")
+        )
+
+    @precondition(lambda self: self.state.budgets)
+    @rule(data=st.data(), percent=st.integers(20, 200))
+    def change_limit(self, data: st.DataObject, percent: int) -> None:
+        name = data.draw(st.sampled_from(sorted(self.state.budgets)))
+        old = self.state.budgets[name]
+        self.state.upsert_budget(
+            Budget(
+                old.name,
+                old.selector,
+                max(1, old.limit_watts * percent // 100),
+                old.reserve_percent,
+                old.pue_milli,
+                old.enforcement,
+            )
+        )
+
+    @precondition(lambda self: self.state.budgets)
+    @rule(data=st.data())
+    def remove_budget(self, data: st.DataObject) -> None:
+        self.state.remove_budget(data.draw(st.sampled_from(sorted(self.state.budgets))))
+
+    # -- the operator's side --------------------------------------------------------------------
+
+    def _assumed(self) -> list[PodKey]:
+        return sorted(key for key in self.state.pods if self.state.is_assumed(key))
+
+    @precondition(lambda self: self._assumed())
+    @rule(data=st.data())
+    def binding_fails(self, data: st.DataObject) -> None:
+        self.state.forget(data.draw(st.sampled_from(self._assumed())))
+
+    @precondition(lambda self: self._assumed())
+    @rule(data=st.data())
+    def binding_lands(self, data: st.DataObject) -> None:
+        key = data.draw(st.sampled_from(self._assumed()))
+        pod = self.state.pods[key]
+        node = self.state.node_of(key)
+        self.state.upsert_pod(_with_node(pod, node))
+
+    @rule()
+    def evictions_complete(self) -> None:
+        for key in sorted(self.state.evicting):
+            self.state.remove_pod(key)
+
+    @rule()
+    def restart(self) -> None:
+        """A new leader: binds in flight landed, nominations and eviction marks are lost."""
+        pods = [_with_node(pod, self.state.node_of(pod.key)) for pod in self.state.pods.values()]
+        self.state = ClusterState.from_objects(
+            self.state.nodes.values(),
+            self.state.pools.values(),
+            self.state.budgets.values(),
+            pods,
+        )
+        self.scheduler = Scheduler()
+
+    @rule(max_pods=st.one_of(st.none(), st.integers(1, 5)))
+    def cycle(self, max_pods: int | None) -> None:
+        state = self.state
+        it_before = {name: state.budget_usage(name).it_watts for name in state.budgets}
+        pending_gangs = {pod.gang for pod in state.pending() if pod.gang is not None}
+        already_going = set(state.evicting)
+        plan = self.scheduler.schedule(state, max_pods=max_pods)
+
+        # (1) A placement never takes a budget over, and adds nothing to one already over.
+        for name, b in state.budgets.items():
+            after = state.budget_usage(name).it_watts
+            if within(b, it_before[name]):
+                assert within(b, after), f"placement took {name} over"
+            else:
+                assert after <= it_before[name], f"placement into over budget {name}"
+        if max_pods is not None:
+            # A gang is never split, so the last unit may overshoot by less than a gang.
+            assert len(plan.bindings) < max_pods + 4
+
+        # (3) A gang placed this cycle is placed whole.
+        for gang in pending_gangs:
+            members = state.gang_members(gang)
+            placed = [m for m in members if state.node_of(m.key) is not None]
+            newly = [b for b in plan.bindings if state.pods[b.pod].gang == gang]
+            if newly:
+                assert not any(state.is_pending(m.key) for m in members), gang
+                assert len(placed) >= max(m.gang_size for m in members), gang
+
+        self._check_shed(plan, already_going)
+
+    def _check_shed(self, plan: Plan, already_going: set[PodKey]) -> None:
+        """(5) Shed restores every Shed budget it can, with no redundant or needlessly
+        high-priority pick."""
+        state = self.state
+        going = set(already_going) | {e.pod for e in plan.evictions if e.reason == "Preempted"}
+        for name in sorted(state.budgets):
+            b = state.budgets[name]
+            if b.enforcement != "Shed":
+                continue
+            picks = [e.pod for e in plan.evictions if e.budget == name]
+            placed = [
+                (pod, node) for pod, node in state.placements() if name in state.node_budgets(node)
+            ]
+            freed = {pod.key: freed_it_watts(state, pod, node) for pod, node in placed}
+            it = state.budget_usage(name).it_watts
+            base = it - sum(freed[k] for k in going if k in freed)
+            candidates = [
+                pod.key
+                for pod, _ in placed
+                if pod.managed and pod.key not in going and freed[pod.key] > 0
+            ]
+            restorable = within(b, base - sum(freed[k] for k in candidates))
+            after = base - sum(freed[k] for k in picks)
+            if restorable:
+                assert within(b, after), f"shed left {name} over"
+                if picks:
+                    assert not within(b, base), f"{name} was within yet shed"
+                for k in picks:
+                    assert not within(b, after + freed[k]), f"{k} was shed needlessly"
+                    for other in candidates:
+                        if other in picks:
+                            continue
+                        lower = state.pods[other].priority < state.pods[k].priority
+                        assert not (lower and freed[other] >= freed[k]), (
+                            f"{k} shed while lower-priority {other} would do"
+                        )
+            going |= set(picks)
+
+    # -- invariants after every step ------------------------------------------------------------
+
+    @invariant()
+    def no_device_is_allocated_twice(self) -> None:
+        for name, node in self.state.nodes.items():
+            for resource, used in self.state.node_usage(name).items():
+                assert used <= node.allocatable.get(resource, 0), (name, resource)
+
+    @invariant()
+    def incremental_ledger_equals_recomputed(self) -> None:
+        state = self.state
+        assert state.ledger == recompute_ledger(
+            state.nodes.values(),
+            state.pools.values(),
+            state.budgets.values(),
+            state.placements(),
+        )
+
+    @invariant()
+    def older_pool_wins_every_conflict(self) -> None:
+        for name in self.state.nodes:
+            pool = self.state.node_pool(name)
+            assert pool is None or pool.name != "h200-dup"
+
+
+def _with_node(pod: Pod, node: str | None) -> Pod:
+    return Pod(
+        pod.namespace,
+        pod.name,
+        pod.uid,
+        pod.priority,
+        pod.created_order,
+        pod.requests,
+        pod.node_selector,
+        pod.affinity,
+        pod.tolerations,
+        pod.gang,
+        pod.gang_size,
+        node,
+        pod.managed,
+    )
+
+
+SchedulingMachine.TestCase.settings = settings(
+    max_examples=-(-TOTAL_STEPS // STEPS_PER_RUN),
+    stateful_step_count=STEPS_PER_RUN,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+test_scheduling_invariants_hold_after_every_step = SchedulingMachine.TestCase
