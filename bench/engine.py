@@ -255,12 +255,14 @@ def run_wattsched(
     latencies: list[float] = []
     cpu_start = time.process_time()
     placed = 0
+    decisions = 0
     unschedulable: list[str] = []
     while True:
         start = time.perf_counter()
         plan = scheduler.schedule(state, max_pods=max_pods)
         latencies.append(time.perf_counter() - start)
         placed += len(plan.bindings)
+        decisions += len(plan.bindings) + len(plan.unschedulable)
         unschedulable = [u.message for u in plan.unschedulable]
         for eviction in plan.evictions:  # the API would evict them; here they simply go
             state.remove_pod(eviction.pod)
@@ -291,6 +293,8 @@ def run_wattsched(
         "pods_per_second": round(placed / total) if total else 0,
         "schedule_cpu_seconds": round(cpu_seconds, 2),
         "pods_per_cpu_second": round(placed / cpu_seconds) if cpu_seconds else 0,
+        "pod_decisions": decisions,
+        "decisions_per_second": round(decisions / total) if total else 0,
         "cycle_p50_ms": round(percentile(latencies, 0.50) * 1000, 1),
         "cycle_p99_ms": round(percentile(latencies, 0.99) * 1000, 1),
         "peak_rss_mib": round(peak_rss_mib()),
@@ -397,6 +401,8 @@ def render(result: dict[str, Any]) -> str:
         f"(scheduling wall time {ws['schedule_seconds']} s; state built in "
         f"{ws['build_seconds']} s); per CPU second: {ws['pods_per_cpu_second']:,} "
         f"({ws['schedule_cpu_seconds']} s of CPU: the machine is shared)",
+        f"- pod decisions (bound or unschedulable with a reason): {ws['pod_decisions']:,}, "
+        f"{ws['decisions_per_second']:,} per second",
         f"- cycle latency: p50 {ws['cycle_p50_ms']} ms, p99 {ws['cycle_p99_ms']} ms",
         f"- peak RSS: {ws['peak_rss_mib']} MiB",
         "",
@@ -438,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nodes", type=int, default=10_000)
     parser.add_argument("--pods", type=int, default=100_000)
     parser.add_argument("--max-pods", type=int, default=5_000, help="bindings per cycle")
-    parser.add_argument("--min-feasible-nodes", type=int, default=16)
+    parser.add_argument("--min-feasible-nodes", type=int, default=8)
     parser.add_argument("--seed", type=int, default=2027)
     parser.add_argument("--record", action="store_true", help="write bench/results/engine.*")
     args = parser.parse_args(argv)

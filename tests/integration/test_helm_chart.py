@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from e2e.providers.build import BuildError, ensure_control_plane
 from e2e.suite.helm import Helm, all_features_on
 from e2e.suite.kube import JSON, Kubectl, wait_for

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from e2e.providers.build import BuildError, ensure_control_plane
 from e2e.suite.helm import CHART, EXAMPLES, Helm
 from e2e.suite.kube import Kubectl, wait_for

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from e2e.fleet import POOL_LABEL, create_nodes, make_node
 from e2e.providers.build import BuildError, ensure_control_plane
 from e2e.suite.helm import Helm

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+
 from e2e.fleet import (
     FAKE_NODE_LABEL,
     POOL_LABEL,

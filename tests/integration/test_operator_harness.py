@@ -184,6 +184,9 @@ class OperatorProcess:
         return samples
 
     def metric(self, name: str, **labels: str) -> float | None:
+        """One sample, or None while the endpoint is not up (a process just started)."""
+        if self._get("/healthz")[0] != 200:
+            return None
         return self.metrics().get((name, tuple(sorted(labels.items()))))
 
     def kill(self) -> None:

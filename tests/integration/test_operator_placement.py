@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e.fleet import make_node
-from e2e.providers.rest import KubeREST
 from test_operator_harness import (
     GROUP_PATH,
     RUN_LABEL,
@@ -34,6 +32,9 @@ from test_operator_harness import (
     unsettled,
     wait_until,
 )
+
+from e2e.fleet import make_node
+from e2e.providers.rest import KubeREST
 
 NODES_PER_POOL = 40
 PODS = 1000

@@ -90,3 +90,32 @@ def test_a_cycle_leaves_no_budget_over_allocatable() -> None:
     plan = Scheduler().schedule(state)
     assert plan.bindings
     assert state.budget_status("site").headroom_watts >= 0
+
+
+def test_a_pod_that_fit_nowhere_waits_until_room_is_freed() -> None:
+    state = state_with(1)
+    state.upsert_pod(gpu_pod("big", gpus=8, node_name="n0"))
+    state.upsert_pod(gpu_pod("p", gpus=1))
+    scheduler = Scheduler()
+    assert scheduler.schedule(state).unschedulable
+    assert scheduler.schedule(state).unschedulable == []  # parked: nothing was freed
+    state.remove_pod(("default", "big"))
+    assert [b.pod[1] for b in scheduler.schedule(state).bindings] == ["p"]
+
+
+def test_a_parked_pod_is_still_retried_every_flush_period() -> None:
+    state = state_with(1)
+    state.upsert_pod(gpu_pod("big", gpus=8, node_name="n0"))
+    state.upsert_pod(gpu_pod("p", gpus=1))
+    scheduler = Scheduler(SchedulerConfig(unschedulable_flush_cycles=2))
+    attempts = [len(scheduler.schedule(state).unschedulable) for _ in range(5)]
+    assert attempts == [1, 0, 1, 0, 1]
+
+
+def test_twins_of_a_failed_pod_get_the_same_reason_without_a_new_search() -> None:
+    state = state_with(1, gpus=1)
+    for i in range(3):
+        state.upsert_pod(gpu_pod(f"p{i}", gpus=2, created_order=i))
+    plan = Scheduler().schedule(state)
+    assert len({u.message for u in plan.unschedulable}) == 1
+    assert len(plan.unschedulable) == 3

@@ -58,6 +58,34 @@ class LoopSettings:
     min_cycle_interval_seconds: float = 0.05  # events that arrive together go in one cycle
 
 
+@dataclass(slots=True)
+class _Summary:
+    """What the cycles did lately, logged every few seconds rather than every cycle."""
+
+    cycles: int = 0
+    seconds: float = 0.0
+    bindings: int = 0
+    evictions: int = 0
+    pending: int = 0
+    since: float = field(default_factory=time.monotonic)
+
+    def add(self, seconds: float, plan: Plan, pending: int) -> None:
+        self.cycles += 1
+        self.seconds += seconds
+        self.bindings += len(plan.bindings)
+        self.evictions += len(plan.evictions)
+        self.pending = pending
+        now = time.monotonic()
+        if now - self.since >= 5.0:
+            log.info(
+                "%d cycles in %.0fs (%.0f ms each): %d bindings, %d evictions; %d pending",
+                self.cycles, now - self.since, 1000 * self.seconds / self.cycles,
+                self.bindings, self.evictions, self.pending,
+            )  # fmt: skip
+            self.cycles, self.seconds, self.bindings, self.evictions = 0, 0.0, 0, 0
+            self.since = now
+
+
 @dataclass(frozen=True, slots=True)
 class _BindJob:
     key: PodKey
@@ -128,6 +156,12 @@ class _Term:
         self.binds: asyncio.Queue[_BindJob] = asyncio.Queue()
         self.reports: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
         self.evictions: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
+        self.status_patches: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
+        # Unschedulable reports coalesce per pod: while placements move the numbers in a
+        # message, only the latest message of a pod goes out, and the queue never outgrows
+        # the number of pending pods.
+        self.pod_reports: dict[PodKey, tuple[str, str]] = {}
+        self.pod_report_keys: asyncio.Queue[PodKey] = asyncio.Queue()
         self.workers: list[asyncio.Task[None]] = []
         # Deadlines on the clock's time line: assumed pods to confirm, evictions to retry.
         self.confirm_by: dict[PodKey, datetime] = {}
@@ -137,6 +171,7 @@ class _Term:
         self.shed_notes: dict[str, str] = {}
         self.next_status = datetime.min.replace(tzinfo=UTC)
         self.last_cycle = 0.0
+        self.summary = _Summary()
 
     async def close(self) -> None:
         for worker in self.workers:
@@ -157,6 +192,9 @@ class _Term:
             self.workers.append(asyncio.create_task(self._bind_worker()))
         for _ in range(self.settings.report_concurrency):
             self.workers.append(asyncio.create_task(self._report_worker(self.reports)))
+            self.workers.append(asyncio.create_task(self._pod_report_worker()))
+        for _ in range(2):
+            self.workers.append(asyncio.create_task(self._report_worker(self.status_patches)))
         for _ in range(self.settings.eviction_concurrency):
             self.workers.append(asyncio.create_task(self._report_worker(self.evictions)))
         changed = True
@@ -180,8 +218,10 @@ class _Term:
             plan = await asyncio.to_thread(
                 self.loop.scheduler.schedule, state, self.settings.max_bindings_per_cycle
             )
-            self.metrics.cycle_duration.observe(time.perf_counter() - started)
+            took = time.perf_counter() - started
+            self.metrics.cycle_duration.observe(took)
             self.last_cycle = time.monotonic()
+            self.summary.add(took, plan, state.pending_count())
             # 5. Act on the plan.
             self._dispatch(state, plan, now)
             more = len(plan.bindings) >= self.settings.max_bindings_per_cycle
@@ -302,16 +342,9 @@ class _Term:
         if self.reported.get(key) == message:
             return
         self.reported[key] = message
-        pod = self.cache.pods.get(key)
-        uid = pod.pod.uid if pod is not None else ""
-
-        async def report() -> None:
-            await self.writer.pod_condition(key, "PodScheduled", "False", reason, message)
-            await self.writer.event(
-                ObjectRef("Pod", key[1], key[0], uid), "Warning", "FailedScheduling", message
-            )
-
-        self._report(report)
+        if key not in self.pod_reports:
+            self.pod_report_keys.put_nowait(key)
+        self.pod_reports[key] = (reason, message)
 
     def _dispatch_evictions(
         self, state: ClusterState, evictions: list[Eviction], now: datetime
@@ -465,7 +498,7 @@ class _Term:
             if not await self.writer.custom_status(plural, name, desired):
                 self.written.pop(slot, None)  # try again next time
 
-        self._report(patch)
+        self.status_patches.put_nowait(patch)
 
     # -- workers ---------------------------------------------------------------------------------
 
@@ -484,6 +517,29 @@ class _Term:
             self.metrics.binding_duration.observe(time.perf_counter() - started)
             self.outcomes.binds.append((job.key, outcome, detail))
             self.outcomes.arrived.set()
+
+    async def _pod_report_worker(self) -> None:
+        while True:
+            key = await self.pod_report_keys.get()
+            reason, message = self.pod_reports.pop(key, ("", ""))
+            pod = self.cache.pods.get(key)
+            if (
+                not message
+                or pod is None
+                or pod.pod.node_name
+                or not self.loop.elector.is_leading()
+            ):
+                continue
+            try:
+                if await self.writer.pod_condition(key, "PodScheduled", "False", reason, message):
+                    await self.writer.event(
+                        ObjectRef("Pod", key[1], key[0], pod.pod.uid),
+                        "Warning", "FailedScheduling", message,
+                    )  # fmt: skip
+                else:
+                    self.reported.pop(key, None)  # say it again next cycle
+            except Exception:
+                log.exception("reporting pod %s/%s failed", *key)
 
     async def _report_worker(self, jobs: asyncio.Queue[Callable[[], Awaitable[None]]]) -> None:
         while True:

@@ -23,7 +23,7 @@ class SchedulerConfig:
     # Like kube-scheduler's percentageOfNodesToScore: Filter stops once this many feasible nodes
     # are found, so a cycle costs pods x (a bounded window), not pods x nodes. The percentage
     # raises the window on big clusters; 0 means the fixed minimum only.
-    min_feasible_nodes: int = 16
+    min_feasible_nodes: int = 8
     percentage_of_nodes_to_score: int = 0
     # Once one node fits, stop walking after this many more have been examined, even if fewer
     # than the window were found: when fitting nodes are sparse, collecting a full window would

@@ -32,6 +32,7 @@ from wattsched.scheduling.model import (
     Pool,
     Unschedulable,
 )
+from wattsched.scheduling.queue import QueueUnit, SchedulingQueue, Unit
 from wattsched.scheduling.preemption import PREEMPTED_REASON, NodeCandidates, select_victims
 from wattsched.scheduling.scoring import (
     DevicePacking,
@@ -45,6 +46,8 @@ from wattsched.scheduling.state import ClusterState
 
 Requests = tuple[tuple[str, int], ...]
 _NO_USAGE: Mapping[str, int] = {}
+# (class index, class, the pod's IT watts on its nodes, the pod's devices there): all static.
+_Candidate = tuple[int, "NodeClass", int, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,25 +69,6 @@ class StaticResult:
 
 
 @dataclass(slots=True)
-class QueueUnit:
-    """What QueueSort orders: one pod, or a whole gang ordered by its best member."""
-
-    members: list[Pod]
-    gang: str | None = None
-    gang_size: int = 1
-    placed_members: int = 0  # gang members already bound or assumed before this cycle
-
-    @property
-    def best(self) -> Pod:
-        return self.members[0]
-
-
-def queue_order(pod: Pod) -> tuple[int, int, str, str]:
-    """QueueSort: priority first, then creation, then the key so ties break the same way."""
-    return (-pod.priority, pod.created_order, pod.namespace, pod.name)
-
-
-@dataclass(slots=True)
 class _Cycle:
     """Per-cycle scratch. Deliberately dropped at the end: carrying cursors across cycles would
     make a plan depend on history, not only on the state."""
@@ -99,7 +83,7 @@ class _Cycle:
     cursors: dict[tuple[int, PodShape, Requests], int] = field(default_factory=dict)
     # Classes a full walk found no room in, with the reasons: nodes only fill up within a
     # cycle, so the answer holds until room is freed.
-    exhausted: dict[tuple[int, PodShape, Requests], Counter[str]] = field(default_factory=dict)
+    exhausted: dict[tuple[int, PodShape, Requests], dict[str, int]] = field(default_factory=dict)
     reserved_nodes: dict[str, dict[str, int]] = field(default_factory=dict)
     reserved_it: dict[str, int] = field(default_factory=dict)
     going: set[PodKey] = field(default_factory=set)
@@ -143,17 +127,33 @@ class Scheduler:
         if weights.power_headroom:
             plugins.append((weights.power_headroom, PowerHeadroom()))
         self._score_plugins = tuple(plugins)
+        # Gang topology scores 0 for a pod outside a gang: skip the call per node.
+        self._solo_score_plugins = tuple(
+            (weight, plugin) for weight, plugin in plugins if not isinstance(plugin, GangTopology)
+        )
         self._static_epoch = -1
-        self._queue_version: tuple[int, int] = (-1, -1)
-        self._queue_cache: list[Pod] = []
+        self._queue = SchedulingQueue(self.config)
         self._static: dict[PodShape, StaticResult] = {}
         self._class_fit: dict[
-            tuple[PodShape, Requests], tuple[list[tuple[int, NodeClass, int]], Counter[str]]
+            tuple[PodShape, Requests], tuple[list[_Candidate], Counter[str]]
         ] = {}
 
     def schedule(self, state: ClusterState, max_pods: int | None = None) -> Plan:
         """One cycle. Bindings come back already assumed; evicted pods come back marked evicting
-        and stay in the state (and the ledger) until the caller removes them."""
+        and stay in the state (and the ledger) until the caller removes them.
+
+        The story, step by step:
+        1. QueueSort   priority, then creation, then key; a gang is one unit (its best member).
+        2. PreFilter   room held for nominated preemptors; static filters cached per pod shape.
+        3. Filter      ready, schedulable, taints, selector/affinity, resources, and power in
+                       every budget containing the node (checked once per node class).
+        4. Score       weighted plugins: device packing, gang topology, power headroom.
+        5. Reserve     assume in the state, so the ledger already counts the binding.
+        6. Permit      a gang is placed whole in this cycle or unreserved entirely.
+        7. PostFilter  preemption for a pod that fits nowhere, with a nomination.
+        8. Shed        over Shed budgets give back their fewest, lowest-priority pods.
+        `max_pods` stops the cycle after that many bindings (a gang is never split).
+        """
         plan = Plan()
         cycle = _Cycle(
             total_nodes=len(state.nodes),
@@ -168,17 +168,58 @@ class Scheduler:
         state.begin_cycle()
         # 1. QueueSort: heads first; a gang is one unit, ordered by its best member. Parked
         #    pods (fit nowhere, nothing freed since) sit this cycle out.
-        units = self._queue(state)
+        units: list[Unit] = self._queue.units(state)
         # 2. PreFilter: hold back what nominated preemptors are waiting for (see step 7).
         self._reserve_for_nominees(state, cycle)
 
+        failed = cycle.failed
+        unschedulable = plan.unschedulable
+        bindings = plan.bindings
+        preemption = self.config.preemption
+        nominations = state.nominations
+        request_keys = cycle.request_keys
+        no_victims = cycle.no_victims
+        pending = state.pending_by_key.get
+        reached = 0
         for unit in units:
-            if max_pods is not None and len(plan.bindings) >= max_pods:
+            if max_pods is not None and len(bindings) >= max_pods:
                 break
-            if unit.gang is None:
-                self._schedule_pod(state, cycle, unit.best, plan)
-            else:
-                self._schedule_gang(state, cycle, unit, plan)
+            reached += 1
+            if type(unit) is QueueUnit:
+                if unit.members:  # an emptied unit was superseded by a newer one
+                    self._schedule_gang(state, cycle, unit, plan)
+                continue
+            assert isinstance(unit, Pod)
+            key = unit.key
+            if pending(key) is not unit:
+                continue  # left the queue (or was replaced) after the queue was built
+            # The common case at saturation, inlined: a twin already failed this cycle and
+            # nothing has been freed since, so neither has this pod's chance.
+            message = None
+            if failed and (not nominations or key not in nominations):
+                requests = request_keys.get(id(unit.requests)) or cycle.requests_of(unit)
+                shape = PodShape.of(unit)
+                message = failed.get((shape, requests))
+            if message is None:
+                self._schedule_pod(state, cycle, unit, plan)
+                continue
+            unschedulable.append(Unschedulable(key, message))
+            # A twin of the same priority that found no victim settles this one too (the same
+            # test `_preempt` makes first, for a pod without a nomination), without the call.
+            if (
+                preemption
+                and (
+                    not cycle.lowest_known
+                    or (
+                        cycle.lowest_victim_priority is not None
+                        and unit.priority > cycle.lowest_victim_priority
+                    )
+                )
+                and (shape, requests, unit.priority) not in no_victims
+            ):
+                self._preempt(state, cycle, unit, plan)
+            state.park(key)
+        self._queue.reached(state, units, reached)
 
         # 8. Shed: every over Shed budget gives back its fewest, lowest-priority pods.
         if self.config.shedding:
@@ -186,56 +227,6 @@ class Scheduler:
                 state.mark_evicting(eviction.pod)
                 plan.evictions.append(eviction)
         return plan
-
-    # -- 1. QueueSort ---------------------------------------------------------------------------
-
-    def _queue(self, state: ClusterState) -> list[QueueUnit]:
-        """One sort of the pending pods; a gang's unit sits where its best member sorts."""
-        parking = self.config.park_unschedulable
-        flush = self.config.unschedulable_flush_cycles
-        units: list[QueueUnit | None] = []
-        gang_units: dict[str, int] = {}
-        awake: set[str] = set()
-        for pod in self._sorted_pending(state):
-            if pod.gang is None and parking and state.is_parked(pod.key, flush):
-                continue
-            gang = pod.gang
-            if gang is None:
-                units.append(QueueUnit([pod]))
-                continue
-            parked = parking and state.is_parked(pod.key, flush)
-            if not parked:
-                awake.add(gang)
-            index = gang_units.get(gang)
-            if index is None:
-                gang_units[gang] = len(units)
-                units.append(QueueUnit([pod], gang))
-            else:
-                unit = units[index]
-                assert unit is not None
-                unit.members.append(pod)
-        for gang, index in gang_units.items():
-            unit = units[index]
-            assert unit is not None
-            if gang not in awake:
-                units[index] = None
-                continue
-            everyone = state.gang_members(gang)
-            unit.placed_members = sum(1 for m in everyone if state.node_of(m.key) is not None)
-            unit.gang_size = max(member.gang_size for member in everyone)
-        return [unit for unit in units if unit is not None]
-
-    def _sorted_pending(self, state: ClusterState) -> list[Pod]:
-        """The pending pods in queue order, re-sorted only when a pod has joined the queue."""
-        version = (state.identity, state.queue_version)
-        if self._queue_version == version:
-            pending = state.pending_pod
-            ordered = [pod for pod in self._queue_cache if pending(pod.key) is pod]
-        else:
-            ordered = sorted(state.pending(), key=queue_order)
-        self._queue_cache = ordered
-        self._queue_version = version
-        return ordered
 
     # -- 2. PreFilter ---------------------------------------------------------------------------
 
@@ -264,15 +255,6 @@ class Scheduler:
 
     def _schedule_pod(self, state: ClusterState, cycle: _Cycle, pod: Pod, plan: Plan) -> None:
         nomination = state.nomination(pod.key) if state.nominations else None
-        if nomination is None:
-            # Fast path for the common case at saturation: a twin already failed this cycle.
-            message = cycle.failed.get((PodShape.of(pod), cycle.requests_of(pod)))
-            if message is not None:
-                plan.unschedulable.append(Unschedulable(pod.key, message))
-                if self.config.preemption and self._victims_may_exist(state, cycle, pod):
-                    self._preempt(state, cycle, pod, plan)
-                state.park(pod.key)
-                return
         if nomination is not None:
             # A nominee does not compete with the room it holds for itself.
             self._hold(state, cycle, pod, nomination.node, -1)
@@ -308,27 +290,28 @@ class Scheduler:
         usage_by_node = state.usage_by_node
         pods_by_node = state.pods_by_node
         walk_limit = self.config.max_nodes_to_examine
-        reasons: Counter[str] = Counter()
-        feasible: list[tuple[Node, NodeClass]] = []
+        reasons: dict[str, int] = {}
+        feasible: list[tuple[Node, NodeClass, int]] = []  # with the pod's devices there
         to_find = cycle.to_find
 
         # 3. Filter: power once per class, resources per node, walking from the class cursor.
-        for index, node_class, delta in candidates:
+        for index, node_class, delta, devices in candidates:
             nodes = node_class.nodes
             if delta:
                 refused = power_reason(node_class.budgets, usage, cycle.reserved_it, delta)
                 if refused is not None:
-                    reasons[refused] += len(nodes)
+                    reasons[refused] = reasons.get(refused, 0) + len(nodes)
                     continue
             cursor_key = (index, shape, requests)
             known = cycle.exhausted.get(cursor_key)
             if known is not None:
-                reasons.update(known)
+                for known_reason, n in known.items():
+                    reasons[known_reason] = reasons.get(known_reason, 0) + n
                 continue
             start = cycle.cursors.get(cursor_key, 0)
             first_fit: int | None = None
             count = len(nodes)
-            walked: Counter[str] = Counter()
+            walked: dict[str, int] = {}
             examined = 0
             for step in range(count):
                 position = (start + step) % count
@@ -343,16 +326,17 @@ class Scheduler:
                 )
                 examined += 1
                 if reason is not None:
-                    walked[reason] += 1
+                    walked[reason] = walked.get(reason, 0) + 1
                     if feasible and examined >= walk_limit:
                         break
                     continue
                 if first_fit is None:
                     first_fit = position
-                feasible.append((node, node_class))
+                feasible.append((node, node_class, devices))
                 if len(feasible) >= to_find or examined >= walk_limit:
                     break
-            reasons.update(walked)
+            for walked_reason, n in walked.items():
+                reasons[walked_reason] = reasons.get(walked_reason, 0) + n
             if first_fit is None:
                 if examined == count:  # only a complete walk proves the class is full
                     cycle.exhausted[cursor_key] = walked
@@ -362,23 +346,25 @@ class Scheduler:
                 break
 
         if not feasible:
-            reasons.update(too_small)
+            for static_reason_, n in too_small.items():
+                reasons[static_reason_] = reasons.get(static_reason_, 0) + n
             message = unschedulable_message(cycle.total_nodes, reasons)
             if cacheable:
                 cycle.failed[fail_key] = message
             return None, message
 
         # 4. Score: weighted plugins; the highest wins, the node name breaks ties.
-        if len(feasible) == 1 or not self._score_plugins:
+        plugins = self._score_plugins if gang_topology else self._solo_score_plugins
+        if len(feasible) == 1 or not plugins:
             return feasible[0][0].name, ""
         ctx = ScoreContext(pod.requests, 0, gang_topology)
         best_name = ""
         best_score = -1
-        for node, node_class in feasible:
-            ctx.devices_requested = devices_requested(pod.requests, node_class.pool)
-            used = state.node_usage(node.name)
+        for node, node_class, devices in feasible:
+            ctx.devices_requested = devices
+            used = usage_by_node.get(node.name, _NO_USAGE)
             total = 0
-            for weight, plugin in self._score_plugins:
+            for weight, plugin in plugins:
                 total += weight * plugin.score(
                     ctx, node, node_class.pool, used, node_class.budgets, usage
                 )
@@ -388,7 +374,7 @@ class Scheduler:
 
     def _classes_for(
         self, state: ClusterState, shape: PodShape, requests: Requests
-    ) -> tuple[list[tuple[int, NodeClass, int]], Counter[str]]:
+    ) -> tuple[list[_Candidate], Counter[str]]:
         """The classes a pod of this shape and size could ever fit, with its watts in each.
 
         Everything here is static, so it is cached with the static filters: the per-pod loop
@@ -400,7 +386,7 @@ class Scheduler:
             return cached
         static = self._static_for(state, shape)
         reasons: Counter[str] = Counter(static.reasons)
-        candidates: list[tuple[int, NodeClass, int]] = []
+        candidates: list[_Candidate] = []
         request_map = dict(requests)
         for index, node_class in enumerate(static.classes):
             most = node_class.most_allocatable
@@ -411,7 +397,7 @@ class Scheduler:
             pool = node_class.pool
             devices = devices_requested(request_map, pool)
             delta = delta_watts(pool.profile, devices) if pool is not None and devices else 0
-            candidates.append((index, node_class, delta))
+            candidates.append((index, node_class, delta, devices))
         result = (candidates, reasons)
         self._class_fit[key] = result
         return result
@@ -512,13 +498,13 @@ class Scheduler:
 
     def _victims_may_exist(self, state: ClusterState, cycle: _Cycle, pod: Pod) -> bool:
         if not cycle.lowest_known:
+            pods = state.pods
+            evicting = state.evicting
             cycle.lowest_victim_priority = min(
                 (
-                    other.priority
-                    for key, other in state.pods.items()
-                    if other.managed
-                    and state.node_of(key) is not None
-                    and not state.is_evicting(key)
+                    pods[key].priority
+                    for key in state.placement
+                    if pods[key].managed and key not in evicting
                 ),
                 default=None,
             )

@@ -82,9 +82,12 @@ class ClusterState:
         self.room_epoch = 0
         self.cycle = 0
         # Bumped whenever a pod joins the queue. Pods only leaving it keep the order of the
-        # rest, so a scheduler may keep its sorted queue across cycles while this holds still.
+        # rest, so a scheduler may keep its sorted queue across cycles while this holds still,
+        # and merge in only the pods that joined since (`joined_since`) when it moves.
         self.identity = next(_EPOCHS)
         self.queue_version = 0
+        self._joined: list[Pod] = []  # the pods behind versions _joined_base+1 .. queue_version
+        self._joined_base = 0
         self._parked: dict[PodKey, tuple[int, int]] = {}
 
     @classmethod
@@ -213,7 +216,7 @@ class ClusterState:
             self._assumed.add(key)
         elif pod.managed:
             self._pending[key] = pod
-            self.queue_version += 1
+            self._join(pod)
 
     def remove_pod(self, key: PodKey) -> None:
         self._drop(key)
@@ -256,7 +259,25 @@ class ClusterState:
         self._unplace(pod, room_freed)
         self._assumed.discard(key)
         self._pending[key] = pod
+        if room_freed:  # an in-cycle unreserve returns it to where the cycle's queue has it
+            self._join(pod)
+
+    def _join(self, pod: Pod) -> None:
+        self._joined.append(pod)
         self.queue_version += 1
+        # The log only saves a scheduler a re-sort; past twice the queue's size, a full sort
+        # costs no more than the merge would, so the older half is forgotten.
+        if len(self._joined) > 2 * len(self._pending) + 1024:
+            drop = len(self._joined) // 2
+            del self._joined[:drop]
+            self._joined_base += drop
+
+    def joined_since(self, version: int) -> list[Pod] | None:
+        """The pods that joined the queue after `version` (some may have left again since), or
+        None when the log no longer reaches back that far and the caller must re-sort."""
+        if version < self._joined_base or version > self.queue_version:
+            return None
+        return self._joined[version - self._joined_base :]
 
     def mark_evicting(self, key: PodKey) -> None:
         """An eviction was asked for: keep counting the pod until it is gone, but never again."""
@@ -361,6 +382,15 @@ class ClusterState:
     def pending_pod(self, key: PodKey) -> Pod | None:
         return self._pending.get(key)
 
+    @property
+    def pending_by_key(self) -> Mapping[PodKey, Pod]:
+        return self._pending
+
+    @property
+    def placement(self) -> Mapping[PodKey, str]:
+        """Node of every bound or assumed pod."""
+        return self._placement
+
     def is_assumed(self, key: PodKey) -> bool:
         return key in self._assumed
 
@@ -407,6 +437,20 @@ class ClusterState:
     def node_watts(self, node: str) -> int:
         entry = self.ledger.nodes.get(node)
         return entry.watts if entry is not None else 0
+
+    def gang_summary(self, gang: str) -> tuple[int, int]:
+        """(members placed, the gang size its members declare): what Permit needs, unsorted."""
+        placed = 0
+        size = 1
+        for key in self._gangs.get(gang, ()):
+            if key in self._placement:
+                placed += 1
+            size = max(size, self._pods[key].gang_size)
+        return placed, size
+
+    @property
+    def parked(self) -> Mapping[PodKey, tuple[int, int]]:
+        return self._parked
 
     def gang_members(self, gang: str) -> list[Pod]:
         return [self._pods[key] for key in sorted(self._gangs.get(gang, ()))]

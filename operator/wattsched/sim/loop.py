@@ -196,9 +196,9 @@ class StrandedTree:
                     parent = candidate  # the last (smallest) container wins
             self.parent[name] = parent
         self.pool_home: dict[str, str] = {}
-        for pool, names in pool_budgets.items():
+        for pool_name, names in pool_budgets.items():
             if names:
-                self.pool_home[pool] = max(names, key=order.index)
+                self.pool_home[pool_name] = max(names, key=order.index)
         self.bottom_up = list(reversed(order))
         self.meter = meter
 

@@ -39,21 +39,21 @@ POLICIES: dict[str, Policy] = {
         "the engine with the budgets: Filter on power, Shed",
         True,
         False,
-        SchedulerConfig(min_feasible_nodes=1),
+        SchedulerConfig(),
     ),
     "power-blind": Policy(
         "power-blind",
         "the same engine without budgets (kube-scheduler's view)",
         False,
         False,
-        SchedulerConfig(shedding=False, min_feasible_nodes=1),
+        SchedulerConfig(shedding=False),
     ),
     "static-cap": Policy(
         "static-cap",
         "nodes cordoned until peak power fits, then power-blind",
         False,
         True,
-        SchedulerConfig(shedding=False, min_feasible_nodes=1),
+        SchedulerConfig(shedding=False),
     ),
 }
 DEFAULT_POLICIES = ("wattsched", "power-blind", "static-cap")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from wattsched.sim.loop import RunResult, Simulation
@@ -46,6 +46,9 @@ def simulate(
     comparison = Comparison(inputs)
     scenario = inputs.scenario
     for policy in policies:
+        if scenario.min_feasible_nodes is not None:
+            config = replace(policy.config, min_feasible_nodes=scenario.min_feasible_nodes)
+            policy = replace(policy, config=config)
         began = time.perf_counter()  # wall time for the report only; the loop never sees it
         simulation = Simulation(
             inputs.site,

@@ -199,8 +199,8 @@ class Workload(_Model):
 
 
 class Scenario(_Model):
-    api_version: Literal["sim.wattsched.io/v1alpha1"] = SCENARIO_API_VERSION
-    kind: Literal["Scenario"] = SCENARIO_KIND
+    api_version: Literal["sim.wattsched.io/v1alpha1"] = "sim.wattsched.io/v1alpha1"
+    kind: Literal["Scenario"] = "Scenario"
     name: str = Field(min_length=1, max_length=63)
     description: str = ""
     start: Instant
@@ -216,6 +216,13 @@ class Scenario(_Model):
         gt=0,
         le=1,
         description="multiplies node counts, budget limits and arrival rates",
+    )
+    min_feasible_nodes: int | None = Field(
+        default=None,
+        ge=1,
+        le=10000,
+        description="the engine's SchedulerConfig.min_feasible_nodes for every policy "
+        "(default: the engine's); 1 is exact and fast when every pod takes whole nodes",
     )
     site: str = Field(default="site", description="every node's wattsched.io/site label")
     manifests: list[str] = Field(min_length=1)

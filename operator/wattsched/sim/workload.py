@@ -119,7 +119,7 @@ def arrivals(process: ArrivalProcess, scenario: Scenario, pools: dict[str, Pool]
     base_per_second = process.rate_per_hour * scenario.scale / 3600
 
     def rate(seconds: float) -> float:
-        return base_per_second * (1 + process.growth_per_year) ** (seconds / YEAR_SECONDS)
+        return float(base_per_second * (1 + process.growth_per_year) ** (seconds / YEAR_SECONDS))
 
     peak = max(rate(start), rate(stop))
     patience = None if process.patience is None else parse_duration_seconds(process.patience)

@@ -1,0 +1,113 @@
+"""What a run amounts to: the figures of the summary table, summary.json and the report.
+
+Definitions (also in docs/simulate.md):
+- placed: jobs started at least once; wait: first start minus submission, per job.
+- violation: an episode in which a budget's drawn facility watts exceed its limit in force
+  (not its allocatable: the reserve is a margin, not the limit); violation-hours is the
+  time spent over, worst overshoot the largest excess in watts.
+- stranded power: allocatable watts left unused while pods that could use them wait (see
+  `loop.StrandedTree`), integrated over time, in MWh.
+- evictions: pods, by reason (Preempted, Shed, Drained by static-cap's cordons).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from wattsched.sim.loop import RunResult
+
+WATT_SECONDS_PER_MWH = 3_600_000_000
+
+
+def percentile(values: list[int], fraction: float) -> float:
+    """Nearest-rank percentile; 0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(1, -(-int(fraction * 1000) * len(ordered) // 1000))
+    return float(ordered[min(rank, len(ordered)) - 1])
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetFigures:
+    violations: int
+    violation_hours: float
+    worst_overshoot_watts: int
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySummary:
+    policy: str
+    jobs_submitted: int
+    jobs_placed: int
+    jobs_completed: int
+    jobs_withdrawn: int
+    jobs_queued_at_end: int
+    pods_started: int
+    mean_wait_hours: float
+    p95_wait_hours: float
+    budgets: dict[str, BudgetFigures]
+    stranded_mwh: float
+    evictions: dict[str, int]
+    cycles: int
+
+    @property
+    def violations(self) -> int:
+        return sum(figures.violations for figures in self.budgets.values())
+
+    @property
+    def evictions_total(self) -> int:
+        return sum(self.evictions.values())
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "policy": self.policy,
+            "jobs": {
+                "submitted": self.jobs_submitted,
+                "placed": self.jobs_placed,
+                "completed": self.jobs_completed,
+                "withdrawn": self.jobs_withdrawn,
+                "queuedAtEnd": self.jobs_queued_at_end,
+            },
+            "podsStarted": self.pods_started,
+            "meanWaitHours": round(self.mean_wait_hours, 4),
+            "p95WaitHours": round(self.p95_wait_hours, 4),
+            "budgets": {
+                name: {
+                    "violations": figures.violations,
+                    "violationHours": round(figures.violation_hours, 4),
+                    "worstOvershootWatts": figures.worst_overshoot_watts,
+                }
+                for name, figures in sorted(self.budgets.items())
+            },
+            "violations": self.violations,
+            "strandedMWh": round(self.stranded_mwh, 4),
+            "evictions": dict(sorted(self.evictions.items())),
+            "evictionsTotal": self.evictions_total,
+            "cycles": self.cycles,
+        }
+
+
+def summarize(run: RunResult) -> PolicySummary:
+    waits = run.waits_seconds
+    return PolicySummary(
+        policy=run.policy,
+        jobs_submitted=run.jobs_submitted,
+        jobs_placed=run.jobs_started,
+        jobs_completed=run.jobs_completed,
+        jobs_withdrawn=run.jobs_withdrawn,
+        jobs_queued_at_end=run.jobs_queued_at_end,
+        pods_started=run.pods_started,
+        mean_wait_hours=(sum(waits) / len(waits) / 3600) if waits else 0.0,
+        p95_wait_hours=percentile(waits, 0.95) / 3600,
+        budgets={
+            name: BudgetFigures(
+                record.episodes, record.over_seconds / 3600, record.worst_overshoot_watts
+            )
+            for name, record in run.budgets.items()
+        },
+        stranded_mwh=run.stranded_watt_seconds / WATT_SECONDS_PER_MWH,
+        evictions=dict(run.evictions),
+        cycles=run.cycles,
+    )
