@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import heapq
 import json
+import os
 import platform
 import random
 import resource
@@ -253,6 +254,7 @@ def run_wattsched(
     build_seconds = time.perf_counter() - build_start
     scheduler = Scheduler(config)
     latencies: list[float] = []
+    load_before = os.getloadavg()
     cpu_start = time.process_time()
     placed = 0
     decisions = 0
@@ -282,7 +284,10 @@ def run_wattsched(
     ).schedule(state)
     unschedulable = [u.message for u in audit.unschedulable]
     waiting_for = waiting_budgets(state, unschedulable)
-    report = {
+    load_after = os.getloadavg()
+    report: dict[str, Any] = {
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in load_after],
         "build_seconds": round(build_seconds, 2),
         "cycles": len(latencies),
         "max_pods_per_cycle": max_pods,
@@ -295,6 +300,7 @@ def run_wattsched(
         "pods_per_cpu_second": round(placed / cpu_seconds) if cpu_seconds else 0,
         "pod_decisions": decisions,
         "decisions_per_second": round(decisions / total) if total else 0,
+        "decisions_per_cpu_second": round(decisions / cpu_seconds) if cpu_seconds else 0,
         "cycle_p50_ms": round(percentile(latencies, 0.50) * 1000, 1),
         "cycle_p99_ms": round(percentile(latencies, 0.99) * 1000, 1),
         "peak_rss_mib": round(peak_rss_mib()),
@@ -402,7 +408,13 @@ def render(result: dict[str, Any]) -> str:
         f"{ws['build_seconds']} s); per CPU second: {ws['pods_per_cpu_second']:,} "
         f"({ws['schedule_cpu_seconds']} s of CPU: the machine is shared)",
         f"- pod decisions (bound or unschedulable with a reason): {ws['pod_decisions']:,}, "
-        f"{ws['decisions_per_second']:,} per second",
+        f"{ws['decisions_per_second']:,} per second, {ws['decisions_per_cpu_second']:,} per CPU "
+        "second",
+        f"- load average (1, 5, 15 min) before: {ws['load_average_before']}, after: "
+        f"{ws['load_average_after']} on {os.cpu_count()} cores",
+        "- pods placed per second = pods bound / the summed wall time of every cycle run, "
+        "up to and including the first cycle that binds and evicts nothing (saturation); "
+        "per CPU second uses the process CPU time of the same cycles",
         f"- cycle latency: p50 {ws['cycle_p50_ms']} ms, p99 {ws['cycle_p99_ms']} ms",
         f"- peak RSS: {ws['peak_rss_mib']} MiB",
         "",

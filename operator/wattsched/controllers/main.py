@@ -266,7 +266,12 @@ async def _settle(*tasks: asyncio.Task[Any]) -> None:
             await task
 
 
+def _exit_before_start(signum: int, frame: Any) -> None:
+    raise SystemExit(0)  # nothing held yet: no lease, no binds in flight
+
+
 def run(args: argparse.Namespace) -> int:
+    signal.signal(signal.SIGTERM, _exit_before_start)  # until the event loop takes over
     options = RunOptions.from_args(args)
     configure_logging(options.log_format, options.log_level)
     return asyncio.run(operate(options))

@@ -10,7 +10,6 @@ between machines does not matter.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 import time
@@ -66,7 +65,7 @@ class LeaderElector:
         return self._monotonic() + margin_seconds < self._valid_until
 
     async def run(self) -> None:
-        """Acquire, then renew, for ever; a standby keeps trying."""
+        """Acquire, then renew, until stopped; a standby keeps trying. Releases at the end."""
         while not self._stopping.is_set():
             started = self._monotonic()
             try:
@@ -74,7 +73,10 @@ class LeaderElector:
             except (KubeApiError, KubeUnavailable) as err:
                 log.warning("lease %s/%s: %s", self.namespace, self.name, err)
             self._notify()
-            await asyncio.sleep(max(0.0, self.retry_period_seconds - (self._monotonic() - started)))
+            next_try = started + self.retry_period_seconds
+            while not self._stopping.is_set() and self._monotonic() < next_try:
+                await asyncio.sleep(min(0.1, max(0.0, next_try - self._monotonic())))
+        await self.release()
 
     def _notify(self) -> None:
         """Announce a change of leadership on the main event loop (called on the lease's loop)."""
@@ -190,20 +192,19 @@ class LeaderElector:
         """Stop renewing and give the lease up (from the main event loop)."""
         self._valid_until = 0.0  # stop acting as leader before anything else
         self._stopping.set()
-        if self._thread_loop is None or self._thread is None:
+        if self._thread is None:
             await self.release()
             return
-        future = asyncio.run_coroutine_threadsafe(self.release(), self._thread_loop)
-        with contextlib.suppress(Exception):
-            await asyncio.wrap_future(future)
-        await asyncio.to_thread(self._thread.join, 5)
+        await asyncio.to_thread(self._thread.join, 10)
 
     async def release(self) -> None:
         """Give the lease up at shutdown, so a standby takes over at once instead of waiting."""
         self._valid_until = 0.0  # stop acting as leader before telling anyone
         self._notify()
+        if self._observed is None or self._observed[0] != self.identity:
+            return
         try:
-            lease = await self.client.request("GET", self.path)
+            lease = await self.client.request("GET", self.path, timeout_seconds=3)
             if (lease.get("spec") or {}).get("holderIdentity") != self.identity:
                 return
             lease["spec"] = {

@@ -199,14 +199,15 @@ class SchedulingQueue:
                 (m for m in state.gang_members(gang) if pending(m.key) is m), key=queue_order
             )
             if members:
-                live[gang] = QueueUnit(members, gang)
-                fresh.append(live[gang])
+                fresh_unit = QueueUnit(members, gang)
+                live[gang] = fresh_unit
+                fresh.append(fresh_unit)
         if len(fresh) > _INSERT_LIMIT:
             units += fresh
             units.sort(key=_UNIT_KEY)
         else:
-            for unit in fresh:
-                bisect.insort(units, unit, key=_UNIT_KEY)
+            for arrival in fresh:
+                bisect.insort(units, arrival, key=_UNIT_KEY)
         for gang, unit in live.items():
             unit.placed_members, unit.gang_size = state.gang_summary(gang)
         self._cycle_gangs = live
