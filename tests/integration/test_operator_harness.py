@@ -561,11 +561,13 @@ def recompute(rest: KubeREST) -> Ledger:
 
 
 def assert_no_device_double_booked(ledger: Ledger) -> None:
+    # Only nodes that exist: another module's pods may outlive their deleted nodes for a while.
     over = {
-        (node, resource): (used, ledger.node_allocatable.get(node, {}).get(resource, 0))
+        (node, resource): (used, ledger.node_allocatable[node].get(resource, 0))
         for node, usage in ledger.node_usage.items()
+        if node in ledger.node_allocatable
         for resource, used in usage.items()
-        if used > ledger.node_allocatable.get(node, {}).get(resource, 0)
+        if used > ledger.node_allocatable[node].get(resource, 0)
     }
     assert not over, f"devices booked beyond allocatable (used, allocatable): {over}"
 

@@ -136,12 +136,17 @@ class SchedulingQueue:
         self._cycle_gangs = {}
         awake: set[str] = set()
         for pod in ordered:
+            gang = pod.gang
             mark = parked_at.get(pod.key) if parked_at else None
-            parked = mark is not None and mark[0] == room_epoch and now - mark[1] < flush
+            parked = mark is not None and now - mark[1] < flush
             if parked:
                 assert mark is not None
-                due = min(due, mark[1] + flush)
-            gang = pod.gang
+                # Room freed anywhere wakes a single pod (it may preempt where room grew), but
+                # a denied gang only once room came back where its members could go.
+                if mark[0] != room_epoch:
+                    parked = gang is not None and state.gang_still_parked(gang, mark[1])
+                if parked:
+                    due = min(due, mark[1] + flush)
             if gang is None:
                 if not parked:
                     units.append(pod)

@@ -43,7 +43,7 @@ from wattsched.scheduling.scoring import (
     ScorePlugin,
 )
 from wattsched.scheduling.shedding import shed
-from wattsched.scheduling.state import ClusterState
+from wattsched.scheduling.state import ClusterState, budget_domain, pool_domain
 
 Requests = tuple[tuple[str, int], ...]
 _NO_USAGE: Mapping[str, int] = {}
@@ -136,6 +136,7 @@ class Scheduler:
         self._queue = SchedulingQueue(self.config)
         self._static: dict[PodShape, StaticResult] = {}
         self._class_fit: dict[tuple[PodShape, Requests], tuple[list[_Candidate], Counter[str]]] = {}
+        self._domains: dict[tuple[PodShape, Requests], frozenset[str]] = {}
 
     def schedule(self, state: ClusterState, max_pods: int | None = None) -> Plan:
         """One cycle. Bindings come back already assumed; evicted pods come back marked evicting
@@ -177,6 +178,7 @@ class Scheduler:
         if state.topology_epoch != self._static_epoch:
             self._static.clear()
             self._class_fit.clear()
+            self._domains.clear()
             self._static_epoch = state.topology_epoch
 
         state.begin_cycle()
@@ -463,8 +465,7 @@ class Scheduler:
                 "waiting for the rest before placing any"
             )
             plan.unschedulable.extend(Unschedulable(m.key, message) for m in unit.members)
-            for member in unit.members:
-                state.park(member.key)
+            state.park_gang(gang, (m.key for m in unit.members), ())
             return
         topology = self._gang_topology(state, gang)
         reserved: list[tuple[Pod, str]] = []
@@ -482,14 +483,37 @@ class Scheduler:
                     f"pending members placed); {member.namespace}/{member.name}: {message}"
                 )
                 plan.unschedulable.extend(Unschedulable(m.key, denial) for m in unit.members)
-                for pending_member in unit.members:
-                    state.park(pending_member.key)
+                domains = self._room_domains(state, cycle, unit.members)
+                state.park_gang(gang, (m.key for m in unit.members), domains)
                 return
             state.assume(member.key, node)
             cycle.placed(member)
             reserved.append((member, node))
             self._count_topology(topology, state.nodes[node])
         plan.bindings.extend(Binding(pod.key, node) for pod, node in reserved)
+
+    def _room_domains(
+        self, state: ClusterState, cycle: _Cycle, members: list[Pod]
+    ) -> tuple[str, ...]:
+        """Where freed room could let these pods in: the pools and budgets of every class they
+        could ever fit (static, so cached with the classes)."""
+        domains: set[str] = set()
+        for member in members:
+            key = (PodShape.of(member), cycle.requests_of(member))
+            known = self._domains.get(key)
+            if known is None:
+                candidates, _ = self._classes_for(state, *key)
+                known = frozenset(
+                    domain
+                    for _, node_class, _, _ in candidates
+                    for domain in (
+                        pool_domain(node_class.pool.name if node_class.pool else None),
+                        *(budget_domain(budget.name) for budget in node_class.budgets),
+                    )
+                )
+                self._domains[key] = known
+            domains |= known
+        return tuple(sorted(domains))
 
     def _gang_topology(self, state: ClusterState, gang: str) -> dict[str, dict[str, int]]:
         topology: dict[str, dict[str, int]] = {}

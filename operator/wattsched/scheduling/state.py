@@ -48,6 +48,26 @@ class BudgetStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class GangPark:
+    """A gang denied whole at `cycle`: the domains its members could use, and how often room had
+    been freed in each by then. It stays parked while none of them has freed room since."""
+
+    topology_epoch: int
+    cycle: int
+    domains: tuple[str, ...]
+    freed: tuple[int, ...]
+
+
+def pool_domain(pool: str | None) -> str:
+    """The room domain of a pool's nodes (nodes of no pool share one): see `park_gang`."""
+    return f"pool:{pool or ''}"
+
+
+def budget_domain(budget: str) -> str:
+    return f"budget:{budget}"
+
+
+@dataclass(frozen=True, slots=True)
 class Nomination:
     """A preemptor waiting for its victims to go: it holds their room and does not preempt again."""
 
@@ -89,6 +109,12 @@ class ClusterState:
         self._joined: list[Pod] = []  # the pods behind versions _joined_base+1 .. queue_version
         self._joined_base = 0
         self._parked: dict[PodKey, tuple[int, int]] = {}
+        # Room freed per domain (a pool's nodes, a budget's nodes), for gangs: one completion
+        # anywhere bumps `room_epoch` and wakes every parked pod, but a gang denied whole can
+        # only fit again once room comes back where its members could go (see `park_gang`).
+        self._node_domains: dict[str, tuple[str, ...]] = {}
+        self._freed_in: dict[str, int] = {}
+        self._parked_gangs: dict[str, GangPark] = {}
 
     @classmethod
     def from_objects(
@@ -128,6 +154,7 @@ class ClusterState:
         self.ledger.conflicts.pop(name, None)
         self._node_pool.pop(name, None)
         self._node_budgets.pop(name, None)
+        self._node_domains.pop(name, None)
         self._topology_changed()
 
     def upsert_pool(self, pool: Pool) -> None:
@@ -177,6 +204,10 @@ class ClusterState:
         pool = self._pools[selecting[0]] if selecting else None
         self._node_pool[name] = pool
         self._node_budgets[name] = budgets_containing(node, self._budgets_by_name)
+        self._node_domains[name] = (
+            pool_domain(pool.name if pool is not None else None),
+            *(budget_domain(budget) for budget in self._node_budgets[name]),
+        )
         self._refresh_node_usage(name)
 
     def _refresh_node_usage(self, name: str) -> None:
@@ -208,9 +239,10 @@ class ClusterState:
             self._gangs.setdefault(pod.gang, set()).add(key)
             for member in self._gangs[pod.gang]:  # a new member may complete the gang
                 self._parked.pop(member, None)
+            self._parked_gangs.pop(pod.gang, None)
         if pod.node_name is not None:
             self._place(pod, pod.node_name)
-            self._nominations.pop(key, None)
+            self._end_nomination(key)
         elif assumed_node is not None:
             self._place(pod, assumed_node)
             self._assumed.add(key)
@@ -220,7 +252,7 @@ class ClusterState:
 
     def remove_pod(self, key: PodKey) -> None:
         self._drop(key)
-        self._nominations.pop(key, None)
+        self._end_nomination(key)
 
     def _drop(self, key: PodKey) -> None:
         pod = self._pods.pop(key, None)
@@ -236,6 +268,7 @@ class ClusterState:
             members.discard(key)
             if not members:
                 del self._gangs[pod.gang]
+                self._parked_gangs.pop(pod.gang, None)
 
     def assume(self, key: PodKey, node: str) -> None:
         """Reserve: count a pending pod on `node` now, before the bind is sent."""
@@ -244,7 +277,7 @@ class ClusterState:
             raise ValueError(f"cannot assume pod {key[0]}/{key[1]}: it is not pending")
         self._place(pod, node)
         self._assumed.add(key)
-        self._nominations.pop(key, None)
+        self._end_nomination(key)
         self._parked.pop(key, None)
 
     def forget(self, key: PodKey, room_freed: bool = True) -> None:
@@ -299,6 +332,7 @@ class ClusterState:
             return
         if room_freed:
             self.room_epoch += 1
+            self._room_freed_on(node)
         usage = self._node_usage[node]
         for resource, quantity in pod.requests.items():
             left = usage.get(resource, 0) - quantity
@@ -324,8 +358,39 @@ class ClusterState:
         if key in self._pending:
             self._parked[key] = (self.room_epoch, self.cycle)
 
+    def park_gang(self, gang: str, keys: Iterable[PodKey], domains: tuple[str, ...]) -> None:
+        """A gang could not be placed whole: park its pending members, and remember the room
+        domains (`pool_domain`, `budget_domain`) its members could go to.
+
+        It stays parked until room is freed in one of those domains, not anywhere: Permit never
+        preempts, so only freed room (or a new member, or a node, pool or budget change) can
+        turn a denial around, and a denied gang otherwise costs a trial placement of its
+        members every cycle. A gang waiting for members passes no domains: room is not what it
+        waits for.
+        """
+        for key in keys:
+            self.park(key)
+        freed = self._freed_in
+        self._parked_gangs[gang] = GangPark(
+            self.topology_epoch, self.cycle, domains, tuple(freed.get(d, 0) for d in domains)
+        )
+
+    def gang_still_parked(self, gang: str, cycle: int) -> bool:
+        """The gang was parked at `cycle` and no room was freed since in any of its domains."""
+        park = self._parked_gangs.get(gang)
+        if park is None or park.cycle != cycle or park.topology_epoch != self.topology_epoch:
+            return False
+        freed = self._freed_in
+        return all(freed.get(d, 0) == n for d, n in zip(park.domains, park.freed, strict=True))
+
+    def _room_freed_on(self, node: str) -> None:
+        freed = self._freed_in
+        for domain in self._node_domains.get(node, ()):
+            freed[domain] = freed.get(domain, 0) + 1
+
     def is_parked(self, key: PodKey, flush_cycles: int) -> bool:
-        """Parked, nothing freed since, and not yet due for the periodic retry.
+        """Parked, nothing freed since (for a gang member: nowhere its gang could go), and not
+        yet due for the periodic retry.
 
         The periodic retry exists because placements can also *create* chances: a pod that found
         no victim may find one after lower-priority pods were placed.
@@ -334,15 +399,27 @@ class ClusterState:
         if parked is None:
             return False
         room_epoch, cycle = parked
-        return room_epoch == self.room_epoch and self.cycle - cycle < flush_cycles
+        if self.cycle - cycle >= flush_cycles:
+            return False
+        if room_epoch == self.room_epoch:
+            return True
+        gang = self._pods[key].gang
+        return gang is not None and self.gang_still_parked(gang, cycle)
 
     # -- nominations (see scheduler step 7) ----------------------------------------------------
 
     def nominate(self, key: PodKey, node: str, victims: tuple[PodKey, ...]) -> None:
+        self._end_nomination(key)  # a nominee moving on gives its old room back
         self._nominations[key] = Nomination(node, victims)
 
     def clear_nomination(self, key: PodKey) -> None:
-        self._nominations.pop(key, None)
+        self._end_nomination(key)
+
+    def _end_nomination(self, key: PodKey) -> None:
+        """The room a nominee held on its node is no longer held: for gangs, room freed there."""
+        nomination = self._nominations.pop(key, None)
+        if nomination is not None:
+            self._room_freed_on(nomination.node)
 
     def nomination(self, key: PodKey) -> Nomination | None:
         return self._nominations.get(key)
