@@ -6,10 +6,11 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: demo test lint unit crds crds-check controlplane venv bench e2e-kind clean help
+.PHONY: demo demo-down test lint unit crds crds-check controlplane venv bench e2e-kind clean help
 
 help:
 	@echo "make demo    - run wattsched on a local control plane with the Ulsan samples"
+	@echo "make demo-down - stop what make demo left running"
 	@echo "make test    - lint, type-check and run every test (builds the control plane once)"
 	@echo "make crds    - regenerate crds/ from the API models"
 	@echo "make bench   - engine and end-to-end benchmarks (results in bench/results/)"
@@ -46,6 +47,9 @@ test: venv controlplane lint crds-check
 
 demo: venv controlplane
 	$(PY) -m e2e.demo
+
+demo-down: venv
+	$(PY) -m e2e.demo down
 
 bench: venv controlplane
 	$(PY) bench/engine.py --record

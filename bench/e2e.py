@@ -728,8 +728,8 @@ class RunFigures:
     created_seconds: float  # first creation to last creation
     duration_seconds: float  # first creation to last binding
     throughput_pods_per_second: float
-    latency_p50_seconds: float
-    latency_p99_seconds: float
+    latency_p50_seconds: float | None  # None with a backlog
+    latency_p99_seconds: float | None
     cpu_seconds: float  # the scheduler's, during the run
     peak_rss_bytes: int
     apiserver_cpu_seconds: float
@@ -773,23 +773,26 @@ def create_pods(
 def run_scheduler(
     which: str, plane: LocalControlPlane, rest: KubeREST, workload: Sequence[PodSpec],
     pools: Sequence[PoolSpec], budgets: Sequence[BudgetSpec], workdir: Path, *,
-    settle_seconds: float, timeout_seconds: float,
+    settle_seconds: float, timeout_seconds: float, backlog: bool = False,
 ) -> RunFigures:  # fmt: skip
+    """One scheduler on the workload. Streamed (the default): the scheduler runs first and the
+    pods arrive while it works. ``backlog``: every pod is created first, then the scheduler
+    starts, so only the scheduler (and the API server) bounds the rate."""
     wait_for_no_pods(rest)
     run_id = f"{which}-{int(time.time())}"
     manifests = [pod_manifest(p, SCHEDULER_NAMES[which], run_id) for p in workload]
     process = SCHEDULERS[which](plane, workdir)
-    say(f"{which}: starting")
-    process.start()
+    apiserver_pid, etcd_pid = _component_pid(plane, "kube-apiserver"), _component_pid(plane, "etcd")
     watch: BindingWatchProcess | None = None
+    cpu_start: dict[int, float] = {}
+    load_start = load_average()
     try:
-        time.sleep(1.0)  # let its informers settle after it said ready
-        apiserver_pid, etcd_pid = (
-            _component_pid(plane, "kube-apiserver"),
-            _component_pid(plane, "etcd"),
-        )
-        cpu_start = {p: cpu_seconds(p) for p in (process.pid, apiserver_pid, etcd_pid)}
-        load_start = load_average()
+        if not backlog:
+            say(f"{which}: starting")
+            process.start()
+            time.sleep(1.0)  # let its informers settle after it said ready
+            cpu_start = {p: cpu_seconds(p) for p in (process.pid, apiserver_pid, etcd_pid)}
+            load_start = load_average()
         _, resource_version = rest.list_all(f"/api/v1/namespaces/{NAMESPACE}/pods")
         watch = BindingWatchProcess(plane.kubeconfig, resource_version)
         sent_at: dict[str, float] = {}
@@ -806,6 +809,18 @@ def run_scheduler(
         creating = threading.Thread(target=creator, name="creator", daemon=True)
         started = time.monotonic()
         creating.start()
+        if backlog:
+            while creating.is_alive():
+                creating.join(timeout=PROGRESS_SECONDS)
+                say(f"{which}: {time.monotonic() - started:5.1f}s  created "
+                    f"{progress[0]:>6}/{len(manifests)} (backlog: no scheduler yet)")  # fmt: skip
+            if failure:
+                raise RuntimeError(f"creating pods failed: {failure[0]}") from failure[0]
+            load_start = load_average()
+            cpu_start = {p: cpu_seconds(p) for p in (apiserver_pid, etcd_pid)}
+            say(f"{which}: starting, {len(manifests)} pods waiting")
+            process.start()  # its start-up (listing the backlog) is in its CPU figure
+            cpu_start[process.pid] = 0.0
         created_done_at: float | None = None
         last_bound, last_change = 0, started
         next_report = started + PROGRESS_SECONDS
@@ -850,8 +865,13 @@ def run_scheduler(
     first_sent = min(sent_at.values())
     # Creation to binding, both as the watch saw them: one observer, one clock, and no part of
     # the creation request's own queueing (that is in the throughput, from the first request).
-    latencies = [bound_at[n] - added_at.get(n, sent_at[n]) for n in bound_at if n in sent_at]
-    duration = (max(bound_at.values()) - first_sent) if bound_at else math.nan
+    # With a backlog every pod waited for the scheduler to start: no latency to speak of.
+    latencies = [] if backlog else [
+        bound_at[n] - added_at.get(n, sent_at[n]) for n in bound_at if n in sent_at
+    ]  # fmt: skip
+    # Streamed: first creation to last binding. Backlog: first binding to last binding.
+    since = min(bound_at.values(), default=math.nan) if backlog else first_sent
+    duration = (max(bound_at.values()) - since) if bound_at else math.nan
     figures = RunFigures(
         scheduler=which,
         pods=len(manifests),
@@ -859,9 +879,9 @@ def run_scheduler(
         pending=len(manifests) - len(bound_at),
         created_seconds=round(max(sent_at.values()) - first_sent, 3),
         duration_seconds=round(duration, 3),
-        throughput_pods_per_second=round(len(bound_at) / duration, 1) if bound_at else 0.0,
-        latency_p50_seconds=round(percentile(latencies, 50), 3),
-        latency_p99_seconds=round(percentile(latencies, 99), 3),
+        throughput_pods_per_second=round(len(bound_at) / duration, 1) if duration > 0 else 0.0,
+        latency_p50_seconds=round(percentile(latencies, 50), 3) if latencies else None,
+        latency_p99_seconds=round(percentile(latencies, 99), 3) if latencies else None,
         cpu_seconds=round(cpu_end[process.pid] - cpu_start[process.pid], 2),
         peak_rss_bytes=peak,
         apiserver_cpu_seconds=round(cpu_end[apiserver_pid] - cpu_start[apiserver_pid], 2),
@@ -875,7 +895,8 @@ def run_scheduler(
         watch_relists=relists,
     )
     say(f"{which}: {figures.bound} bound in {figures.duration_seconds:.1f}s = "
-        f"{figures.throughput_pods_per_second:.0f} pods/s, p99 {figures.latency_p99_seconds:.2f}s, "
+        f"{figures.throughput_pods_per_second:.0f} pods/s, "
+        f"p99 {_seconds(figures.latency_p99_seconds)}s, "
         f"cpu {figures.cpu_seconds:.1f}s, {figures.power_violations} budget(s) over")  # fmt: skip
     delete_pods(rest)
     return figures
@@ -949,7 +970,7 @@ def prepare_site(plane: LocalControlPlane, rest: KubeREST, pools: Sequence[PoolS
 
 def bench_nodes(
     node_count: int, pod_count: int, schedulers: Sequence[str], repeat: int, *,
-    settle_seconds: float, timeout_seconds: float, keep: bool,
+    settle_seconds: float, timeout_seconds: float, keep: bool, backlog: bool = False,
 ) -> JSON:  # fmt: skip
     scale = node_count / FULL_FLEET_NODES
     pools = fleet_pools(scale, load_pool_profiles())
@@ -979,7 +1000,7 @@ def bench_nodes(
                 samples[which].append(
                     run_scheduler(which, plane, rest, workload, pools, budgets, workdir,
                                   settle_seconds=settle_seconds,
-                                  timeout_seconds=timeout_seconds)
+                                  timeout_seconds=timeout_seconds, backlog=backlog)
                 )  # fmt: skip
     if not keep:
         import shutil
@@ -1023,6 +1044,10 @@ def _mib(count: int) -> str:
     return f"{count / 2**20:.0f}"
 
 
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def _violations(figures: Mapping[str, Any]) -> str:
     over = [b for b in figures["budgets"] if b["violated"]]
     if not over:
@@ -1045,7 +1070,8 @@ def table(results: Sequence[Mapping[str, Any]]) -> str:
                 f"| {result['nodes']:,} | {which} | {figures['bound']:,} / {figures['pods']:,} "
                 f"| {figures['throughput_pods_per_second']:.0f} "
                 f"| {figures['pods'] / max(figures['created_seconds'], 1e-9):.0f} "
-                f"| {figures['latency_p50_seconds']:.2f} | {figures['latency_p99_seconds']:.2f} "
+                f"| {_seconds(figures['latency_p50_seconds'])} "
+                f"| {_seconds(figures['latency_p99_seconds'])} "
                 f"| {figures['cpu_seconds']:.1f} | {_mib(figures['peak_rss_bytes'])} "
                 f"| {figures['apiserver_cpu_seconds']:.1f} | {_violations(figures)} "
                 f"| {f'{ratio:.2f}' if which == WATTSCHED and ratio is not None else ''} |"
@@ -1074,12 +1100,29 @@ def markdown(report: Mapping[str, Any]) -> str:
         "Throughput: pods bound / seconds from the first pod creation to the last binding; "
         "created/s: the rate the 16 creating threads got through the API server in that run "
         "(a scheduler that keeps up binds at about that rate, so compare the two). "
-        "Latency: pod creation request to binding seen in a watch. CPU: the scheduler process "
-        "during the run. Power violations: budgets whose committed watts, recomputed from the "
-        "bound pods and the pools' power profiles, exceed their allocatable watts. "
+        "Latency: pod first seen in a watch to its binding seen in the same watch. CPU: the "
+        "scheduler process during the run. Power violations: budgets whose committed watts, "
+        "recomputed from the bound pods and the pools' power profiles, exceed "
+        "their allocatable watts. "
         "See [bench/README.md](../README.md) for how the inputs are built.",
         "",
+        *_backlog_section(report.get("backlog")),
     ])  # fmt: skip
+
+
+def _backlog_section(backlog: Mapping[str, Any] | None) -> list[str]:
+    if not backlog:
+        return []
+    return [
+        "## Backlog: the scheduler alone is the bound",
+        "",
+        f"Recorded {backlog['recorded_at']} with `{backlog['command']}`: all pods are created "
+        "first, then the scheduler starts; throughput is pods bound / seconds from the first "
+        "binding to the last, CPU includes the scheduler's start-up (listing the backlog).",
+        "",
+        table(backlog["results"]),
+        "",
+    ]
 
 
 def _print_ratios(results: Sequence[Mapping[str, Any]]) -> None:
@@ -1106,6 +1149,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--record", action="store_true", help="write bench/results/e2e.{json,md}")
     parser.add_argument("--keep", action="store_true", help="keep the work folders (logs)")
     parser.add_argument(
+        "--backlog",
+        action="store_true",
+        help="create every pod before the scheduler starts (its rate alone)",
+    )
+    parser.add_argument(
         "--render",
         action="store_true",
         help="only re-render bench/results/e2e.md from e2e.json and print it",
@@ -1127,7 +1175,8 @@ def main(argv: list[str] | None = None) -> int:
     ensure_control_plane()
     results = [
         bench_nodes(n, args.pods, schedulers, args.repeat, settle_seconds=args.settle_seconds,
-                    timeout_seconds=args.timeout_seconds, keep=args.keep)
+                    timeout_seconds=args.timeout_seconds, keep=args.keep,
+                    backlog=args.backlog)
         for n in node_counts
     ]  # fmt: skip
     report: JSON = {
@@ -1149,7 +1198,14 @@ def main(argv: list[str] | None = None) -> int:
     _print_ratios(results)
     if args.record:
         RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / "e2e.json").write_text(json.dumps(report, indent=2) + "\n")
+        path = RESULTS / "e2e.json"
+        previous = json.loads(path.read_text()) if path.exists() else {}
+        if args.backlog:  # a section of its own beside the streamed results
+            keep = {k: report[k] for k in ("recorded_at", "command", "results")}
+            report = {**(previous or {**report, "results": []}), "backlog": keep}
+        elif previous.get("backlog"):
+            report["backlog"] = previous["backlog"]
+        path.write_text(json.dumps(report, indent=2) + "\n")
         (RESULTS / "e2e.md").write_text(markdown(report))
         say(f"wrote {RESULTS / 'e2e.json'} and {RESULTS / 'e2e.md'}")
     return 0

@@ -6,17 +6,18 @@
 3. Create the fleet's Nodes at that scale, and start `wattsched run` as a process.
 4. Submit a mixed workload (single pods and gangs, GPUs and NPUs, three PriorityClasses),
    more than phase 1 can power, and show budgets and pools live until placements settle.
-5. Show why a pending pod waits, then stop everything.
+5. Show why a pending pod waits and the final tables, and leave the cluster and the operator
+   running for the admin to explore; ``make demo-down`` (``python -m e2e.demo down``) stops them.
 
-State lives under ./.demo/ (gitignored). Run: ``python -m e2e.demo [--scale 0.03] [--keep]``.
+State lives under ./.demo/ (gitignored). Run: ``python -m e2e.demo [--scale 0.03] [--stop]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -29,11 +30,14 @@ from typing import Any
 import yaml
 
 from e2e.fleet import apply_fleet
-from e2e.providers.local import LocalControlPlane, free_port
+from e2e.providers.build import binaries
+from e2e.providers.local import free_port
+from e2e.providers.local import main as local_main
 from e2e.providers.rest import KubeError, KubeREST
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_DIR = REPO / ".demo"
+CLUSTER_DIR = DEMO_DIR / "cluster"
 NAMESPACE = "ulsan-demo"
 LEASE_NAMESPACE = "wattsched-system"
 PRIORITY_CLASSES = {"demo-critical": 10000, "demo-standard": 1000, "demo-batch": 100}
@@ -149,27 +153,56 @@ def placement_counts(rest: KubeREST) -> tuple[int, int, int]:
     return bound, reasoned, len(pods) - bound - reasoned
 
 
-def show_tables(plane: LocalControlPlane, header: str) -> None:
-    tables = plane.kubectl("get", "pb,ap", check=False).stdout
+def kubectl(kubeconfig: Path, *args: str, stdin: str | None = None, check: bool = True) -> str:
+    proc = subprocess.run(
+        [str(binaries().kubectl), f"--kubeconfig={kubeconfig}", *args],
+        input=stdin, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"kubectl {' '.join(args)} failed:\n{proc.stderr}")
+    return proc.stdout
+
+
+def show_tables(kubeconfig: Path, header: str) -> None:
+    tables = kubectl(kubeconfig, "get", "pb,ap", check=False)
     if sys.stdout.isatty():
         print("\033[2J\033[H", end="")
     print(f"--- {header}\n{tables}", flush=True)
 
 
-def run_demo(scale: float, keep: bool, settle_seconds: float, crds: Path) -> int:
-    if DEMO_DIR.exists():
-        shutil.rmtree(DEMO_DIR / "cluster", ignore_errors=True)
+def stop_demo() -> int:
+    """Stop what an earlier `make demo` left running: the operator, then the control plane."""
+    pid_file = DEMO_DIR / "operator.pid"
+    if pid_file.exists():
+        try:
+            pid = int(pid_file.read_text())
+            os.killpg(pid, signal.SIGTERM)
+            for _ in range(100):
+                with contextlib.suppress(ChildProcessError):  # reap it if it is our child
+                    if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                        break
+                os.kill(pid, 0)
+                time.sleep(0.2)
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, ValueError):
+            pass
+        pid_file.unlink(missing_ok=True)
+    return local_main(["down", "--dir", str(CLUSTER_DIR)])
+
+
+def run_demo(scale: float, stop_at_end: bool, settle_seconds: float, crds: Path) -> int:
+    stop_demo()
     DEMO_DIR.mkdir(exist_ok=True)
-    plane = LocalControlPlane(DEMO_DIR / "cluster", fake_kubelet=True)
-    operator: subprocess.Popen[bytes] | None = None
+    if local_main(["up", "--dir", str(CLUSTER_DIR), "--detach"]) != 0:
+        return 1
+    kubeconfig = CLUSTER_DIR / "kubeconfig"
     try:
-        plane.start()
-        rest = KubeREST(plane.kubeconfig, max_connections=16)
+        rest = KubeREST(kubeconfig, max_connections=16)
         say("installing the CRDs and the Ulsan pools")
-        plane.kubectl("apply", "--server-side", "-f", str(crds))
+        kubectl(kubeconfig, "apply", "--server-side", "-f", str(crds))
         for crd in ("acceleratorpools", "powerbudgets"):
-            plane.kubectl("wait", "--for=condition=Established", f"crd/{crd}.wattsched.io")
-        plane.kubectl("apply", "-f", str(REPO / "examples/ulsan/pools.yaml"))
+            kubectl(kubeconfig, "wait", "--for=condition=Established", f"crd/{crd}.wattsched.io")
+        kubectl(kubeconfig, "apply", "-f", str(REPO / "examples/ulsan/pools.yaml"))
         budgets = scaled_budgets(scale)
         say(f"applying the Ulsan budgets with every limit x {scale:g} (the fleet's scale), so "
             "this small cluster is as oversubscribed as the site:")  # fmt: skip
@@ -178,28 +211,31 @@ def run_demo(scale: float, keep: bool, settle_seconds: float, crds: Path) -> int
                                  for e in budget["spec"].get("schedule") or ())  # fmt: skip
             say(f"  {budget['metadata']['name']}: {budget['spec']['limit']}"
                 + (f" ({schedule})" if schedule else ""))  # fmt: skip
-        plane.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(budgets))
-        apply_fleet(plane.kubeconfig, REPO / "examples/ulsan/fleet/site.yaml", scale)
+        kubectl(kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump_all(budgets))
+        apply_fleet(kubeconfig, REPO / "examples/ulsan/fleet/site.yaml", scale)
         for name, value in PRIORITY_CLASSES.items():
             _post_all(rest, "/apis/scheduling.k8s.io/v1/priorityclasses", [
                 {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
                  "metadata": {"name": name}, "value": value},
             ])  # fmt: skip
         for namespace in (NAMESPACE, LEASE_NAMESPACE):
-            plane.kubectl("create", "namespace", namespace)
-            plane.kubectl("create", "serviceaccount", "default", "-n", namespace, check=False)
+            kubectl(kubeconfig, "create", "namespace", namespace)
+            kubectl(kubeconfig, "create", "serviceaccount", "default", "-n", namespace,
+                    check=False)  # fmt: skip
 
         port = free_port()
         log_path = DEMO_DIR / "operator.log"
         say(f"starting `wattsched run` (log {log_path}, metrics http://127.0.0.1:{port}/metrics)")
         with log_path.open("wb") as log:
+            # Its own session, so it outlives this command for the admin to explore.
             operator = subprocess.Popen(
-                [sys.executable, "-m", "wattsched", "run", "--kubeconfig", str(plane.kubeconfig),
+                [sys.executable, "-m", "wattsched", "run", "--kubeconfig", str(kubeconfig),
                  "--bind-address", "127.0.0.1", "--metrics-port", str(port),
                  "--lease-namespace", LEASE_NAMESPACE, "--status-interval-seconds", "1"],
-                cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )  # fmt: skip
+        (DEMO_DIR / "operator.pid").write_text(f"{operator.pid}\n")
 
         pods = list(workload(scale))
         gangs = len({p["metadata"]["labels"].get("wattsched.io/gang") for p in pods} - {None})
@@ -211,11 +247,12 @@ def run_demo(scale: float, keep: bool, settle_seconds: float, crds: Path) -> int
             time.sleep(2)
             if operator.poll() is not None:
                 say(f"the operator exited with {operator.returncode}; see {log_path}")
+                stop_at_end = True
                 return 1
             counts = placement_counts(rest)
             elapsed = time.monotonic() - started
             show_tables(
-                plane,
+                kubeconfig,
                 f"{elapsed:4.0f}s: {counts[0]} bound, {counts[1]} pending with a reason, "
                 f"{counts[2]} not yet looked at",
             )
@@ -231,31 +268,37 @@ def run_demo(scale: float, keep: bool, settle_seconds: float, crds: Path) -> int
                         say(f"why is {pod['metadata']['name']} pending? "
                             f"{condition.get('reason')}: {condition.get('message')}")  # fmt: skip
                 break
-        if keep:
-            say(f"kept running: export KUBECONFIG={plane.kubeconfig}; press Ctrl-C to stop")
-            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        print("\n" + kubectl(kubeconfig, "get", "pb"), flush=True)
+        print(kubectl(kubeconfig, "get", "ap"), flush=True)
         return 0
+    except BaseException:
+        stop_at_end = True
+        raise
     finally:
-        if operator is not None and operator.poll() is None:
-            os.killpg(operator.pid, signal.SIGTERM)
-            try:
-                operator.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(operator.pid, signal.SIGKILL)
-        plane.stop()
-        say("stopped the operator and the control plane")
+        if stop_at_end:
+            stop_demo()
+            say("stopped the operator and the control plane")
+        else:
+            say("the cluster and the operator keep running. To reach them:")
+            print(f"    export KUBECONFIG={kubeconfig}", flush=True)
+            print(f"    {binaries().kubectl} get pb,ap,pods -A", flush=True)
+            say("stop them with: make demo-down")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=0.03,
                         help="fleet and budget scale (default 0.03: 186 nodes)")  # fmt: skip
-    parser.add_argument("--keep", action="store_true",
-                        help="keep the cluster and the operator running at the end")  # fmt: skip
+    parser.add_argument("command", nargs="?", choices=("up", "down"), default="up",
+                        help="up: run the demo (default); down: stop what it left")  # fmt: skip
+    parser.add_argument("--stop", action="store_true",
+                        help="stop the cluster and the operator at the end")  # fmt: skip
     parser.add_argument("--settle-seconds", type=float, default=90)
     parser.add_argument("--crds", type=Path, default=REPO / "crds", help="CRD folder")
     args = parser.parse_args(argv)
-    return run_demo(args.scale, args.keep, args.settle_seconds, args.crds)
+    if args.command == "down":
+        return stop_demo()
+    return run_demo(args.scale, args.stop, args.settle_seconds, args.crds)
 
 
 if __name__ == "__main__":

@@ -56,7 +56,11 @@ class Connection:
     source: Any  # the kubernetes.client.Configuration, which refreshes rotating tokens
 
     def token(self) -> str | None:
-        header = self.source.get_api_key_with_prefix("authorization")
+        # kubernetes-client 35+ keeps a kubeconfig or in-cluster token under "BearerToken";
+        # older releases under "authorization". Either way it may carry the "Bearer " prefix.
+        header = self.source.get_api_key_with_prefix(
+            "BearerToken"
+        ) or self.source.get_api_key_with_prefix("authorization")
         if not header:
             return None
         return str(header).removeprefix("Bearer ").strip()

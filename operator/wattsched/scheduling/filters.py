@@ -102,6 +102,17 @@ def static_reason(shape: PodShape, node: Node) -> str | None:
     return None
 
 
+_INSUFFICIENT: dict[str, str] = {}
+
+
+def insufficient(resource: str) -> str:
+    """The "Insufficient <resource>" reason, one string per resource: walks count thousands."""
+    reason = _INSUFFICIENT.get(resource)
+    if reason is None:
+        reason = _INSUFFICIENT[resource] = f"Insufficient {resource}"
+    return reason
+
+
 def resource_reason(
     requests: tuple[tuple[str, int], ...],
     allocatable: Mapping[str, int],
@@ -118,12 +129,12 @@ def resource_reason(
         for resource, quantity in requests:
             held = used.get(resource, 0) + reserved.get(resource, 0)
             if held + quantity > allocatable.get(resource, 0):
-                return f"Insufficient {resource}"
+                return insufficient(resource)
         extra_pods = reserved.get("pods", 0)
     else:
         for resource, quantity in requests:
             if used.get(resource, 0) + quantity > allocatable.get(resource, 0):
-                return f"Insufficient {resource}"
+                return insufficient(resource)
         extra_pods = 0
     limit = allocatable.get("pods")
     if limit is not None and pod_count + extra_pods + 1 > limit:
@@ -167,6 +178,25 @@ def power_reason(
             )
             worst = (headroom, budget.name, message)
     return None if worst is None else worst[2]
+
+
+def refusing_budgets(
+    budgets: tuple[Budget, ...],
+    usage: Mapping[str, BudgetUsage],
+    reserved_it_watts: Mapping[str, int],
+    it_delta: int,
+) -> list[Budget]:
+    """Every budget `power_reason` finds too full for `it_delta` more IT watts, not only the
+    one its message names."""
+    if it_delta <= 0:
+        return []
+    return [
+        budget
+        for budget in budgets
+        if (usage[budget.name].it_watts + reserved_it_watts.get(budget.name, 0) + it_delta)
+        * budget.pue_milli
+        > budget.allocatable_watts * 1000
+    ]
 
 
 def unschedulable_message(total_nodes: int, reasons: Mapping[str, int]) -> str:

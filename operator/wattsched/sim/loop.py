@@ -125,6 +125,9 @@ class Meter:
         self.pool_devices = dict.fromkeys(site.pools, 0)
         self.pool_allocated = dict.fromkeys(site.pools, 0)
         self._pools = sorted(site.pools.values(), key=lambda p: (p.created_order, p.name))
+        # Bumped on every change: most instants move nothing the figures derived from the
+        # meter depend on, so the loop recomputes them only when this moved.
+        self.version = 0
 
     def commission(self, node: Node) -> None:
         pool = next((p for p in self._pools if p.selector.matches(node.labels)), None)
@@ -133,6 +136,7 @@ class Meter:
         )
         self.node_pool[node.name] = pool
         self.node_budgets[node.name] = names
+        self.version += 1
         if pool is None:
             return
         devices = sum(node.allocatable.get(r, 0) for r in pool.resource_names)
@@ -145,6 +149,7 @@ class Meter:
         pool = self.node_pool.get(node)
         if pool is None:
             return
+        self.version += 1
         devices = sum(pod.requests.get(r, 0) for r in pool.resource_names)
         self.pool_allocated[pool.name] += sign * devices
         watts = sign * delta_watts(pool.profile, devices)
@@ -153,6 +158,7 @@ class Meter:
 
     def set_limit(self, budget: Budget) -> None:
         self.budgets[budget.name] = budget
+        self.version += 1
 
     def facility_watts(self, name: str) -> int:
         return facility_watts(self.it_watts[name], self.budgets[name].pue_milli)
@@ -271,6 +277,11 @@ class Simulation:
         self._cycle_pending_at: int | None = None
         self._last_cycle: int | None = None
         self._evictions_since_sample: dict[str, int] = {}
+        # Stranded watts and the over/under state of each budget depend only on the meter and
+        # the waiting work: (the versions they were computed at, the answer).
+        self._waiting_version = 0
+        self._stranded_at: tuple[int, int, int] | None = None
+        self._limits_checked_at = -1
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -436,6 +447,7 @@ class Simulation:
             pool = self.site.pools[name]
             need = delta_watts(pool.profile, job.spec.devices_per_pod) * job.spec.gang_size
             self.waiting_pool_watts[name] += sign * need
+        self._waiting_version += 1
 
     def _complete(self, job: Job, token: int) -> bool:
         if job.state != "running" or job.token != token:
@@ -526,6 +538,9 @@ class Simulation:
     def _check_limits(self) -> None:
         """After an instant: which budgets the site now draws over their real limit."""
         meter = self.meter
+        if meter.version == self._limits_checked_at:
+            return  # the same draw against the same limits: the same answer as last time
+        self._limits_checked_at = meter.version
         for name, record in self.result.budgets.items():
             overshoot = meter.facility_watts(name) - meter.budgets[name].limit_watts
             over = overshoot > 0
@@ -543,7 +558,15 @@ class Simulation:
             if record.over:
                 record.over_seconds += span
         if self.queued:
-            self.result.stranded_watt_seconds += span * self.stranded.watts(self.waiting_pool_watts)
+            self.result.stranded_watt_seconds += span * self._stranded_watts()
+
+    def _stranded_watts(self) -> int:
+        versions = (self.meter.version, self._waiting_version)
+        known = self._stranded_at
+        if known is None or known[:2] != versions:
+            known = (*versions, self.stranded.watts(self.waiting_pool_watts))
+            self._stranded_at = known
+        return known[2]
 
     def _sample(self, at: int) -> None:
         meter = self.meter
