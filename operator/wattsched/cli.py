@@ -12,28 +12,19 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 Command = Callable[[argparse.Namespace], int]
-_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Command]] = {}
+"""What a subcommand runs, once its arguments are parsed; returns the exit code."""
+
+CommandBuilder = Callable[[argparse.ArgumentParser], Command]
+"""Adds a subcommand's arguments to its parser and returns what the subcommand runs."""
+
+_COMMANDS: dict[str, tuple[str, CommandBuilder]] = {}
 
 
-def command(
-    name: str, help_text: str
-) -> Callable[
-    [Callable[[argparse.ArgumentParser], Command]], Callable[[argparse.ArgumentParser], Command]
-]:
-    """Register a subcommand: the decorated function adds its arguments and returns its runner."""
+def command(name: str, help_text: str) -> Callable[[CommandBuilder], CommandBuilder]:
+    """Register a subcommand; each layer registers its own, so this module knows none of them."""
 
-    def register(
-        build: Callable[[argparse.ArgumentParser], Command],
-    ) -> Callable[[argparse.ArgumentParser], Command]:
-        runner_holder: dict[str, Command] = {}
-
-        def add_arguments(parser: argparse.ArgumentParser) -> None:
-            runner_holder["run"] = build(parser)
-
-        def run(args: argparse.Namespace) -> int:
-            return runner_holder["run"](args)
-
-        _COMMANDS[name] = (help_text, add_arguments, run)
+    def register(build: CommandBuilder) -> CommandBuilder:
+        _COMMANDS[name] = (help_text, build)
         return build
 
     return register
@@ -114,10 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"wattsched {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (help_text, add_arguments, run) in sorted(_COMMANDS.items()):
+    for name, (help_text, build) in sorted(_COMMANDS.items()):
         child = sub.add_parser(name, help=help_text, description=help_text)
-        add_arguments(child)
-        child.set_defaults(_run=run)
+        child.set_defaults(_run=build(child))
     return parser
 
 

@@ -118,11 +118,11 @@ class SchedulingQueue:
         pending = state.pending_by_key.get
         arrivals = self._arrivals(state, self._order_version)
         if arrivals is None:
-            ordered = sorted(state.pending_by_key.values(), key=queue_order)
+            ordered = sorted(state.pending_by_key.values(), key=_UNIT_KEY)  # = queue_order
         elif arrivals:
             ordered = [p for p in self._order if pending(p.key) is p and p.key not in arrivals]
             ordered += arrivals.values()
-            ordered.sort(key=queue_order)  # a sorted run and a short one: a merge, in effect
+            ordered.sort(key=_UNIT_KEY)  # a sorted run and a short one: a merge, in effect
         else:
             ordered = [p for p in self._order if pending(p.key) is p]
         self._order = ordered

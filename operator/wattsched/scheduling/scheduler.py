@@ -65,6 +65,9 @@ class NodeClass:
     # The most any node of the class has of each resource: a request above it fails the whole
     # class at once, which keeps GPU pods from walking every NPU node.
     most_allocatable: Mapping[str, int]
+    # (budget name, PUE milli, allocatable watts x 1000) per budget: the power fit test with
+    # nothing left to compute but the budget's usage.
+    power_limits: tuple[tuple[str, int, int], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +201,9 @@ class Scheduler:
         request_keys = cycle.request_keys
         no_victims = cycle.no_victims
         pending = state.pending_by_key.get
+        # Twins that failed on a cached answer, parked together once the walk is done: nothing
+        # in a cycle frees room or reads the parking, so parking them late parks them the same.
+        parked: list[PodKey] = []
         reached = 0
         for unit in units:
             if max_pods is not None and len(bindings) >= max_pods:
@@ -235,7 +241,8 @@ class Scheduler:
                 and (shape, requests, unit.priority) not in no_victims
             ):
                 self._preempt(state, cycle, unit, plan)
-            state.park(key)
+            parked.append(key)
+        state.park_all(parked)
         self._queue.reached(state, units, reached)
 
         # 8. Shed: every over Shed budget gives back its fewest, lowest-priority pods.
@@ -311,14 +318,21 @@ class Scheduler:
         feasible: list[tuple[Node, NodeClass, int]] = []  # with the pod's devices there
         to_find = cycle.to_find
 
+        reserved_it = cycle.reserved_it
+        # Classes power refused, with the pod's watts there: their reasons (which name numbers,
+        # so cost formatting) are only written if the pod fits nowhere.
+        refused: list[tuple[NodeClass, int]] = []
+
         # 3. Filter: power once per class, resources per node, walking from the class cursor.
         for index, node_class, delta, devices in candidates:
             nodes = node_class.nodes
-            if delta:
-                refused = power_reason(node_class.budgets, usage, cycle.reserved_it, delta)
-                if refused is not None:
-                    reasons[refused] = reasons.get(refused, 0) + len(nodes)
-                    continue
+            if delta > 0 and any(
+                (usage[name].it_watts + reserved_it.get(name, 0) + delta) * pue_milli
+                > allocatable_milli
+                for name, pue_milli, allocatable_milli in node_class.power_limits
+            ):  # the test `power_reason` makes
+                refused.append((node_class, delta))
+                continue
             cursor_key = (index, shape, requests)
             known = cycle.exhausted.get(cursor_key)
             if known is not None:
@@ -379,6 +393,10 @@ class Scheduler:
                 break
 
         if not feasible:
+            for node_class, delta in refused:
+                reason = power_reason(node_class.budgets, usage, reserved_it, delta)
+                assert reason is not None
+                reasons[reason] = reasons.get(reason, 0) + len(node_class.nodes)
             for static_reason_, n in too_small.items():
                 reasons[static_reason_] = reasons.get(static_reason_, 0) + n
             message = unschedulable_message(cycle.total_nodes, reasons)
@@ -463,6 +481,10 @@ class Scheduler:
                     tuple(state.budgets[b] for b in budget_names),
                     tuple(nodes),
                     most,
+                    tuple(
+                        (b.name, b.pue_milli, b.allocatable_watts * 1000)
+                        for b in (state.budgets[name] for name in budget_names)
+                    ),
                 )
             )
         result = StaticResult(tuple(classes), dict(reasons))

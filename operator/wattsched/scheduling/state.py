@@ -358,6 +358,12 @@ class ClusterState:
         if key in self._pending:
             self._parked[key] = (self.room_epoch, self.cycle)
 
+    def park_all(self, keys: Iterable[PodKey]) -> None:
+        """`park` for each key, sharing one mark."""
+        mark = (self.room_epoch, self.cycle)
+        pending = self._pending
+        self._parked.update((key, mark) for key in keys if key in pending)
+
     def park_gang(self, gang: str, keys: Iterable[PodKey], domains: tuple[str, ...]) -> None:
         """A gang could not be placed whole: park its pending members, and remember the room
         domains (`pool_domain`, `budget_domain`) its members could go to.
