@@ -85,3 +85,33 @@ def test_a_gang_that_exceeds_a_budget_reserves_no_watt() -> None:
     assert plan.bindings == []
     assert "PowerBudget b" in plan.unschedulable[0].message
     assert state.budget_usage("b").it_watts == before
+
+
+def test_a_gang_short_of_power_binds_in_the_next_cycle_after_room_frees_in_its_budget() -> None:
+    """Parked gangs wake only where room comes back; they must wake there, at once."""
+    from types import MappingProxyType
+
+    state = ClusterState()
+    state.upsert_pool(gpu_pool("a", {"pool": "a"}))
+    state.upsert_pool(gpu_pool("b", {"pool": "b"}, created_order=1))
+    for name, pool in (("a0", "a"), ("a1", "a"), ("b0", "b")):
+        state.upsert_node(gpu_node(name, {"pool": pool}))
+    room_for_two_full_nodes = 2 * IDLE + 2 * 8 * (700 - 90)
+    state.upsert_budget(budget("feed-a", {"pool": "a"}, room_for_two_full_nodes))
+    state.upsert_pod(gpu_pod("filler-a", gpus=8, node_name="a0"))
+    state.upsert_pod(gpu_pod("filler-b", gpus=8, node_name="b0"))
+    in_pool_a = MappingProxyType({"pool": "a"})
+    for i in range(2):
+        state.upsert_pod(
+            gpu_pod(f"g-{i}", gpus=8, gang="default/g", gang_size=2, node_selector=in_pool_a)
+        )
+    scheduler = Scheduler()
+    assert scheduler.schedule(state).bindings == []
+
+    state.remove_pod(("default", "filler-b"))  # room elsewhere does not make the gang fit
+    assert scheduler.schedule(state).bindings == []
+
+    state.remove_pod(("default", "filler-a"))
+    plan = scheduler.schedule(state)
+    assert sorted(b.pod[1] for b in plan.bindings) == ["g-0", "g-1"]
+    assert sorted(b.node for b in plan.bindings) == ["a0", "a1"]
