@@ -43,7 +43,7 @@ unit: venv
 	$(PY) -m pytest tests/unit -q
 
 test: venv controlplane lint crds-check
-	$(PY) -m pytest tests e2e/suite -q --durations=15
+	$(PY) -m pytest tests e2e/suite -v --durations=15
 
 demo: venv controlplane
 	$(PY) -m e2e.demo
