@@ -46,7 +46,7 @@ class ProgressBar:
 
 @command("simulate", "run the digital twin: a scenario through the real engine, per policy")
 def _simulate(parser: argparse.ArgumentParser) -> Command:
-    parser.add_argument("scenario", type=Path, help="scenario YAML (see docs/simulate.md)")
+    parser.add_argument("scenario", type=Path, help="scenario YAML (its format is in the README)")
     parser.add_argument("--out", type=Path, required=True, help="folder for the report")
     parser.add_argument(
         "--policies",

@@ -1,6 +1,6 @@
 """What a run amounts to: the figures of the summary table, summary.json and the report.
 
-Definitions (also in docs/simulate.md):
+Definitions (also in the README, "Simulate before you trust it"):
 - placed: jobs started at least once; wait: first start minus submission, per job.
 - violation: an episode in which a budget's drawn facility watts exceed its limit in force
   (not its allocatable: the reserve is a margin, not the limit); violation-hours is the

@@ -3,7 +3,7 @@
 A scenario is YAML, validated by the pydantic models below with messages that name the field
 and the value. It refers to ordinary AcceleratorPool and PowerBudget manifests (paths relative
 to the scenario file), so the twin simulates exactly what `kubectl apply` would install.
-See docs/simulate.md for the format with an example.
+The README ("Simulate before you trust it") gives the format with an example.
 """
 
 from __future__ import annotations
