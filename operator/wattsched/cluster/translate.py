@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from wattsched.api.models import AcceleratorPoolSpec, PowerBudgetSpec
+from wattsched.api.models import LabelSelector as ApiLabelSelector
 from wattsched.cluster.quantity import QuantityError, resource_amount
 from wattsched.power.profile import PowerProfile
 from wattsched.scheduling.model import (
@@ -72,15 +73,6 @@ def _requirements(raw: Iterable[JSON] | None) -> tuple[SelectorRequirement, ...]
             values=tuple(str(value) for value in item.get("values") or ()),
         )
         for item in raw or ()
-    )
-
-
-def label_selector(raw: JSON | None) -> LabelSelector:
-    """A metav1.LabelSelector."""
-    raw = raw or {}
-    return LabelSelector(
-        match_labels=MappingProxyType(dict(raw.get("matchLabels") or {})),
-        match_expressions=_requirements(raw.get("matchExpressions")),
     )
 
 
@@ -148,6 +140,51 @@ def _spec_error(kind: str, name: str, err: ValidationError) -> TranslationError:
     return TranslationError(f"{kind} {name} has an invalid spec: {problems}")
 
 
+# -- validated API models -> engine ---------------------------------------------------------------
+# The operator (from watch events) and the simulator (from manifest files) both come here, so
+# a pool or a budget means the same thing to the engine wherever it was read.
+
+
+def engine_selector(selector: ApiLabelSelector) -> LabelSelector:
+    return LabelSelector(
+        match_labels=MappingProxyType(dict(selector.match_labels or {})),
+        match_expressions=tuple(
+            SelectorRequirement(req.key, req.operator, tuple(req.values or ()))
+            for req in selector.match_expressions or ()
+        ),
+    )
+
+
+def engine_pool(name: str, spec: AcceleratorPoolSpec, created_order: int) -> Pool:
+    return Pool(
+        name=name,
+        selector=engine_selector(spec.node_selector),
+        resource_names=tuple(spec.accelerator.resource_names),
+        profile=PowerProfile(
+            device_watts=spec.power.device_watts,
+            idle_device_watts=spec.power.idle_device_watts,
+            node_base_watts=spec.power.node_base_watts,
+        ),
+        created_order=created_order,
+        vendor=spec.accelerator.vendor,
+        model=spec.accelerator.model,
+    )
+
+
+def engine_budget(
+    name: str, spec: PowerBudgetSpec, limit_watts: int, selector: LabelSelector | None = None
+) -> Budget:
+    """The engine's Budget with `limit_watts` in force; `selector` spares a re-translation."""
+    return Budget(
+        name=name,
+        selector=selector if selector is not None else engine_selector(spec.node_selector),
+        limit_watts=limit_watts,
+        reserve_percent=spec.reserve_percent,
+        pue_milli=spec.pue_milli,
+        enforcement=spec.enforcement,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class PoolSource:
     """An AcceleratorPool as the cache keeps it: the engine's Pool plus what its status needs."""
@@ -165,20 +202,7 @@ def pool_from_object(obj: JSON) -> PoolSource:
         spec = AcceleratorPoolSpec.model_validate(obj.get("spec") or {})
     except ValidationError as err:
         raise _spec_error("AcceleratorPool", name, err) from err
-    selector = spec.node_selector
-    pool = Pool(
-        name=name,
-        selector=label_selector(selector.model_dump(by_alias=True, exclude_none=True)),
-        resource_names=tuple(spec.accelerator.resource_names),
-        profile=PowerProfile(
-            device_watts=spec.power.device_watts,
-            idle_device_watts=spec.power.idle_device_watts,
-            node_base_watts=spec.power.node_base_watts,
-        ),
-        created_order=creation_seconds(obj),
-        vendor=spec.accelerator.vendor,
-        model=spec.accelerator.model,
-    )
+    pool = engine_pool(name, spec, created_order=creation_seconds(obj))
     return PoolSource(
         pool, int(meta.get("generation") or 0), obj.get("status") or {}, str(meta.get("uid", ""))
     )
@@ -197,13 +221,8 @@ class BudgetSource:
 
     def at(self, now: datetime) -> Budget:
         """The engine's Budget with the limit in force at `now`."""
-        return Budget(
-            name=self.name,
-            selector=self.selector,
-            limit_watts=self.spec.effective_limit_watts(now),
-            reserve_percent=self.spec.reserve_percent,
-            pue_milli=self.spec.pue_milli,
-            enforcement=self.spec.enforcement,
+        return engine_budget(
+            self.name, self.spec, self.spec.effective_limit_watts(now), self.selector
         )
 
     def same_spec(self, other: BudgetSource) -> bool:
@@ -217,11 +236,10 @@ def budget_from_object(obj: JSON) -> BudgetSource:
         spec = PowerBudgetSpec.model_validate(obj.get("spec") or {})
     except ValidationError as err:
         raise _spec_error("PowerBudget", name, err) from err
-    selector = label_selector(spec.node_selector.model_dump(by_alias=True, exclude_none=True))
     return BudgetSource(
         name,
         spec,
-        selector,
+        engine_selector(spec.node_selector),
         int(meta.get("generation") or 0),
         obj.get("status") or {},
         str(meta.get("uid", "")),

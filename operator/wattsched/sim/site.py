@@ -12,17 +12,14 @@ from types import MappingProxyType
 
 from wattsched.api.manifests import ManifestError, load_manifests
 from wattsched.api.models import AcceleratorPool, PowerBudget
-from wattsched.api.models import LabelSelector as ApiSelector
 from wattsched.api.units import parse_power
-from wattsched.power.profile import PowerProfile
+from wattsched.cluster.translate import engine_budget, engine_pool
 from wattsched.scheduling.model import (
     HALL_LABEL,
     RACK_LABEL,
     Budget,
-    LabelSelector,
     Node,
     Pool,
-    SelectorRequirement,
 )
 from wattsched.sim.scenario import Scenario, ScenarioError
 
@@ -71,31 +68,6 @@ class Site:
     @property
     def all_nodes(self) -> list[Node]:
         return [node for cohort in self.cohorts for node in cohort.nodes]
-
-
-def engine_selector(selector: ApiSelector) -> LabelSelector:
-    return LabelSelector(
-        MappingProxyType(dict(selector.match_labels or {})),
-        tuple(
-            SelectorRequirement(req.key, req.operator, tuple(req.values or ()))
-            for req in selector.match_expressions or ()
-        ),
-    )
-
-
-def engine_pool(resource: AcceleratorPool, order: int) -> Pool:
-    spec = resource.spec
-    return Pool(
-        resource.metadata.name,
-        engine_selector(spec.node_selector),
-        tuple(spec.accelerator.resource_names),
-        PowerProfile(
-            spec.power.device_watts, spec.power.idle_device_watts, spec.power.node_base_watts
-        ),
-        created_order=order,
-        vendor=spec.accelerator.vendor,
-        model=spec.accelerator.model,
-    )
 
 
 def _scaled(watts: int, scale: float) -> int:
@@ -165,7 +137,8 @@ def load_site(scenario: Scenario, base_dir: Path) -> Site:
             raise ScenarioError(f"manifests: {err}") from None
         for resource in resources:
             if isinstance(resource, AcceleratorPool):
-                pools[resource.metadata.name] = engine_pool(resource, len(pools))
+                name = resource.metadata.name
+                pools[name] = engine_pool(name, resource.spec, created_order=len(pools))
             else:
                 budget_resources.append(resource)
     if not pools:
@@ -174,15 +147,7 @@ def load_site(scenario: Scenario, base_dir: Path) -> Site:
     budgets: dict[str, SiteBudget] = {}
     for resource in budget_resources:
         steps = limit_steps(resource, scenario)
-        spec = resource.spec
-        budget = Budget(
-            resource.metadata.name,
-            engine_selector(spec.node_selector),
-            steps[0].limit_watts,
-            spec.reserve_percent,
-            spec.pue_milli,
-            spec.enforcement,
-        )
+        budget = engine_budget(resource.metadata.name, resource.spec, steps[0].limit_watts)
         budgets[budget.name] = SiteBudget(budget, steps)
     unknown = sorted({e.budget for e in scenario.budget_schedule} - set(budgets))
     if unknown:
