@@ -48,6 +48,9 @@ class ClusterCache:
         self.pools: dict[str, PoolSource] = {}
         self.budgets: dict[str, BudgetSource] = {}
         self.pods: dict[PodKey, TranslatedPod] = {}
+        # Kept beside `pods` as events arrive: the loop reads it several times a turn, and a
+        # scan of every cached pod each time would cost more than the rare invalid pod.
+        self._invalid_pods: dict[PodKey, tuple[str, str]] = {}
         self.invalid_objects: dict[str, str] = {}  # "kind/name" -> why it is ignored
         self._dirty: dict[Kind, set[str]] = {kind: set() for kind in KINDS if kind != "pods"}
         self._dirty_pods: set[PodKey] = set()
@@ -151,6 +154,7 @@ class ClusterCache:
         key: PodKey = (str(meta.get("namespace", "")), str(meta["name"]))
         if event_type == "DELETED" or not pod_is_relevant(obj, self.scheduler_name):
             if self.pods.pop(key, None) is not None:
+                self._invalid_pods.pop(key, None)
                 self._order.pop(key, None)
                 self._dirty_pods.add(key)
                 self.changed.set()
@@ -162,6 +166,10 @@ class ClusterCache:
         translated = pod_from_object(obj, self.scheduler_name, order)
         old = self.pods.get(key)
         self.pods[key] = translated
+        if translated.invalid is None:
+            self._invalid_pods.pop(key, None)
+        else:
+            self._invalid_pods[key] = (translated.invalid_reason, translated.invalid)
         if old is None or old.pod != translated.pod or old.invalid != translated.invalid:
             self._dirty_pods.add(key)
             self.changed.set()
@@ -233,11 +241,7 @@ class ClusterCache:
 
     def invalid_pods(self) -> Mapping[PodKey, tuple[str, str]]:
         """Pending pods the engine never sees, with (reason, message) for their condition."""
-        return {
-            key: (t.invalid_reason, t.invalid)
-            for key, t in self.pods.items()
-            if t.invalid is not None
-        }
+        return self._invalid_pods
 
     def next_limit_change(self, now: datetime) -> datetime | None:
         """The earliest scheduled limit change of any budget after `now`."""
