@@ -34,6 +34,7 @@ from e2e.providers.build import binaries
 from e2e.providers.local import free_port
 from e2e.providers.local import main as local_main
 from e2e.providers.rest import KubeError, KubeREST
+from e2e.suite.kube import Kubectl
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_DIR = REPO / ".demo"
@@ -153,18 +154,8 @@ def placement_counts(rest: KubeREST) -> tuple[int, int, int]:
     return bound, reasoned, len(pods) - bound - reasoned
 
 
-def kubectl(kubeconfig: Path, *args: str, stdin: str | None = None, check: bool = True) -> str:
-    proc = subprocess.run(
-        [str(binaries().kubectl), f"--kubeconfig={kubeconfig}", *args],
-        input=stdin, capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if check and proc.returncode != 0:
-        raise RuntimeError(f"kubectl {' '.join(args)} failed:\n{proc.stderr}")
-    return proc.stdout
-
-
-def show_tables(kubeconfig: Path, header: str) -> None:
-    tables = kubectl(kubeconfig, "get", "pb,ap", check=False)
+def show_tables(kubectl: Kubectl, header: str) -> None:
+    tables = kubectl.run("get", "pb,ap", check=False).stdout
     if sys.stdout.isatty():
         print("\033[2J\033[H", end="")
     print(f"--- {header}\n{tables}", flush=True)
@@ -196,13 +187,14 @@ def run_demo(scale: float, stop_at_end: bool, settle_seconds: float, crds: Path)
     if local_main(["up", "--dir", str(CLUSTER_DIR), "--detach"]) != 0:
         return 1
     kubeconfig = CLUSTER_DIR / "kubeconfig"
+    kubectl = Kubectl(binaries().kubectl, kubeconfig)
     try:
         rest = KubeREST(kubeconfig, max_connections=16)
         say("installing the CRDs and the Ulsan pools")
-        kubectl(kubeconfig, "apply", "--server-side", "-f", str(crds))
+        kubectl.run("apply", "--server-side", "-f", str(crds))
         for crd in ("acceleratorpools", "powerbudgets"):
-            kubectl(kubeconfig, "wait", "--for=condition=Established", f"crd/{crd}.wattsched.io")
-        kubectl(kubeconfig, "apply", "-f", str(REPO / "examples/ulsan/pools.yaml"))
+            kubectl.run("wait", "--for=condition=Established", f"crd/{crd}.wattsched.io")
+        kubectl.run("apply", "-f", str(REPO / "examples/ulsan/pools.yaml"))
         budgets = scaled_budgets(scale)
         say(f"applying the Ulsan budgets with every limit x {scale:g} (the fleet's scale), so "
             "this small cluster is as oversubscribed as the site:")  # fmt: skip
@@ -211,7 +203,7 @@ def run_demo(scale: float, stop_at_end: bool, settle_seconds: float, crds: Path)
                                  for e in budget["spec"].get("schedule") or ())  # fmt: skip
             say(f"  {budget['metadata']['name']}: {budget['spec']['limit']}"
                 + (f" ({schedule})" if schedule else ""))  # fmt: skip
-        kubectl(kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump_all(budgets))
+        kubectl.run("apply", "-f", "-", stdin=yaml.safe_dump_all(budgets))
         apply_fleet(kubeconfig, REPO / "examples/ulsan/fleet/site.yaml", scale)
         for name, value in PRIORITY_CLASSES.items():
             _post_all(rest, "/apis/scheduling.k8s.io/v1/priorityclasses", [
@@ -219,8 +211,8 @@ def run_demo(scale: float, stop_at_end: bool, settle_seconds: float, crds: Path)
                  "metadata": {"name": name}, "value": value},
             ])  # fmt: skip
         for namespace in (NAMESPACE, LEASE_NAMESPACE):
-            kubectl(kubeconfig, "create", "namespace", namespace)
-            kubectl(kubeconfig, "create", "serviceaccount", "default", "-n", namespace,
+            kubectl.run("create", "namespace", namespace)
+            kubectl.run("create", "serviceaccount", "default", "-n", namespace,
                     check=False)  # fmt: skip
 
         port = free_port()
@@ -252,7 +244,7 @@ def run_demo(scale: float, stop_at_end: bool, settle_seconds: float, crds: Path)
             counts = placement_counts(rest)
             elapsed = time.monotonic() - started
             show_tables(
-                kubeconfig,
+                kubectl,
                 f"{elapsed:4.0f}s: {counts[0]} bound, {counts[1]} pending with a reason, "
                 f"{counts[2]} not yet looked at",
             )
@@ -268,8 +260,8 @@ def run_demo(scale: float, stop_at_end: bool, settle_seconds: float, crds: Path)
                         say(f"why is {pod['metadata']['name']} pending? "
                             f"{condition.get('reason')}: {condition.get('message')}")  # fmt: skip
                 break
-        print("\n" + kubectl(kubeconfig, "get", "pb"), flush=True)
-        print(kubectl(kubeconfig, "get", "ap"), flush=True)
+        print("\n" + kubectl.run("get", "pb").stdout, flush=True)
+        print(kubectl.run("get", "ap").stdout, flush=True)
         return 0
     except BaseException:
         stop_at_end = True

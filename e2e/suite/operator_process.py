@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,17 +21,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
+from e2e.providers.local import free_port
+
 STOP_TIMEOUT_SECONDS = 15.0
 
 
 class OperatorError(RuntimeError):
     """The operator did not start or exited early; carries the end of its log."""
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wattsched_run_available() -> str | None:

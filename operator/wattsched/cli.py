@@ -83,20 +83,15 @@ def _validate(parser: argparse.ArgumentParser) -> Command:
     return run
 
 
-def _register_optional() -> None:
-    """Subcommands that live beside their layer, registered if that layer is present."""
-    import importlib
-
-    for module in ("wattsched.controllers.main", "wattsched.sim.cli"):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as err:
-            if err.name is None or not module.startswith(err.name):
-                raise
+def _register_layers() -> None:
+    """Each layer registers its own subcommand on import; the imports are deferred to here
+    so that `import wattsched.cli` stays cheap for the layers themselves."""
+    import wattsched.controllers.main
+    import wattsched.sim.cli  # noqa: F401
 
 
 def build_parser() -> argparse.ArgumentParser:
-    _register_optional()
+    _register_layers()
     parser = argparse.ArgumentParser(
         prog="wattsched",
         description="Power-aware scheduling of accelerator pods within megawatt limits.",
