@@ -331,7 +331,9 @@ class _Term:
                 len(plan.unschedulable)
             )
         for unschedulable in plan.unschedulable:
-            self._report_unschedulable(unschedulable.pod, "Unschedulable", unschedulable.message)
+            self._report_unschedulable(
+                unschedulable.pod, unschedulable.reason, unschedulable.message
+            )
         for key, (reason, message) in self.cache.invalid_pods().items():
             self._report_unschedulable(key, reason, message)
         if plan.evictions:

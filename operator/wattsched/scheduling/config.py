@@ -30,6 +30,10 @@ class SchedulerConfig:
     # walk the whole class for every pod. A pod that fits nowhere still sees every node.
     max_nodes_to_examine: int = 256
     preemption: bool = True
+    # Fail closed (DESIGN.md §2): an accelerator pod goes only to a node whose power is known
+    # (exactly one pool listing the resource) and guarded (at least one PowerBudget). An admin
+    # who really wants to run accelerators outside every budget turns this on, knowingly.
+    allow_unguarded_nodes: bool = False
     shedding: bool = True
     # Backoff: skip pods that fit nowhere until room may have been freed, retrying them anyway
     # every this many cycles (kube-scheduler flushes its unschedulableQ the same way).

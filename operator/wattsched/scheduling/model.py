@@ -212,10 +212,17 @@ class Eviction:
     budget: str | None  # the budget a shed restores; None for preemption
 
 
+UNSCHEDULABLE_REASON = "Unschedulable"
+INVALID_GANG_REASON = "InvalidGang"
+
+
 @dataclass(frozen=True, slots=True)
 class Unschedulable:
     pod: PodKey
     message: str
+    # The PodScheduled=False condition's reason: Unschedulable (room may come), or InvalidGang
+    # (the members disagree: nothing but an edit of the pods helps).
+    reason: str = UNSCHEDULABLE_REASON
 
 
 @dataclass(slots=True)
