@@ -113,6 +113,22 @@ def test_a_bad_gang_size_makes_the_pod_invalid_with_a_clear_reason(size: str) ->
     assert size in translated.invalid and "wattsched.io/gang-size" in translated.invalid
 
 
+def test_a_bound_gang_member_still_belongs_to_its_gang() -> None:
+    """Permit counts it toward the gang's size, so a recreated member can rejoin."""
+    obj = pod(metadata={"labels": {"wattsched.io/gang": "g"},
+                        "annotations": {"wattsched.io/gang-size": "3"}}, nodeName="n1")  # fmt: skip
+    translated = pod_from_object(obj, "wattsched", 0)
+    assert (translated.pod.gang, translated.pod.gang_size) == ("ns/g", 3)
+    assert translated.invalid is None
+
+
+def test_a_bound_pod_with_a_malformed_gang_size_is_just_alone() -> None:
+    obj = pod(metadata={"labels": {"wattsched.io/gang": "g"},
+                        "annotations": {"wattsched.io/gang-size": "x"}}, nodeName="n1")  # fmt: skip
+    translated = pod_from_object(obj, "wattsched", 0)
+    assert translated.pod.gang is None and translated.invalid is None
+
+
 def test_a_gang_label_without_a_size_is_invalid() -> None:
     obj = pod(metadata={"labels": {"wattsched.io/gang": "g"}})
     assert "no annotation" in (pod_from_object(obj, "wattsched", 0).invalid or "")

@@ -4,12 +4,14 @@ from wattsched.scheduling import ClusterState, Scheduler, SchedulerConfig, Score
 from wattsched.scheduling.builders import budget, gpu_node, gpu_pod, gpu_pool
 
 POOL = {"pool": "h200"}
+UNLIMITED = budget("unlimited", POOL, 10**9)
 IDLE = 3000 + 8 * 90
 
 
 def state_with(nodes: int, gpus: int = 8) -> ClusterState:
     state = ClusterState()
     state.upsert_pool(gpu_pool("h200", POOL))
+    state.upsert_budget(UNLIMITED)  # fail closed: only nodes under a budget take GPUs
     for i in range(nodes):
         rack = {"wattsched.io/rack": f"r{i // 2}", "wattsched.io/hall": f"h{i // 4}"}
         state.upsert_node(gpu_node(f"n{i}", {**POOL, **rack}, gpus=gpus))

@@ -5,6 +5,7 @@ from wattsched.scheduling import (
     NodeAffinity,
     Plan,
     Scheduler,
+    SchedulerConfig,
     SelectorRequirement,
     Taint,
     Toleration,
@@ -13,6 +14,7 @@ from wattsched.scheduling.builders import budget, gpu_node, gpu_pod, gpu_pool
 from wattsched.scheduling.filters import unschedulable_message
 
 POOL = {"pool": "h200"}
+UNLIMITED = budget("unlimited", POOL, 10**9)
 
 
 def one_cycle(state: ClusterState, *pods: object) -> Plan:
@@ -24,6 +26,7 @@ def one_cycle(state: ClusterState, *pods: object) -> Plan:
 def pool_state() -> ClusterState:
     state = ClusterState()
     state.upsert_pool(gpu_pool("h200", POOL))
+    state.upsert_budget(UNLIMITED)  # fail closed: only nodes under a budget take GPUs
     return state
 
 
@@ -145,3 +148,78 @@ def test_the_budget_with_least_headroom_is_named_when_several_refuse() -> None:
     assert plan.unschedulable[0].message == (
         "0/1 nodes fit: 1 PowerBudget row (needs 4.9 kW, headroom 100 W)"
     )
+
+
+# -- fail closed (DESIGN.md §2, invariant 6) ----------------------------------------------------
+
+
+def test_an_accelerator_pod_never_goes_to_a_node_in_no_power_budget() -> None:
+    state = pool_state()
+    state.upsert_node(gpu_node("n7", POOL))
+    state.remove_budget("unlimited")
+    plan = one_cycle(state, gpu_pod("p"))
+    assert plan.bindings == []
+    assert plan.unschedulable[0].message == (
+        "0/1 nodes fit: 1 node n7 is in no PowerBudget: its power is not guarded"
+    )
+
+
+def test_an_accelerator_pod_never_goes_to_a_node_whose_pool_is_not_there_yet() -> None:
+    state = ClusterState()  # no pool at all: the resource is still known to be a GPU
+    state.upsert_budget(UNLIMITED)
+    for name in ("n1", "n2", "n3", "n4"):
+        state.upsert_node(gpu_node(name, POOL))
+    plan = one_cycle(state, gpu_pod("p"))
+    assert plan.bindings == []
+    assert plan.unschedulable[0].message == (
+        "0/4 nodes fit: 4 nodes n1, n2, n3 and 1 more are in no AcceleratorPool listing "
+        "nvidia.com/gpu: their power is not known"
+    )
+
+
+def test_an_accelerator_pod_never_goes_to_a_node_two_pools_claim() -> None:
+    state = pool_state()
+    state.upsert_pool(gpu_pool("h200-dup", POOL, created_order=1))
+    state.upsert_node(gpu_node("n1", POOL))
+    plan = one_cycle(state, gpu_pod("p"))
+    assert plan.bindings == []
+    assert plan.unschedulable[0].message == (
+        "0/1 nodes fit: 1 node n1 is in 2 AcceleratorPools (h200, h200-dup): its power "
+        "profile is ambiguous"
+    )
+
+
+def test_a_pool_that_does_not_list_the_resource_does_not_guard_it() -> None:
+    state = pool_state()
+    state.upsert_node(gpu_node("n1", POOL, resource="rebellions.ai/ATOM"))
+    plan = one_cycle(state, gpu_pod("p", resource="rebellions.ai/ATOM"))
+    assert "node n1 is in no AcceleratorPool listing rebellions.ai/ATOM" in (
+        plan.unschedulable[0].message
+    )
+
+
+def test_pods_without_accelerators_may_use_unguarded_nodes() -> None:
+    state = ClusterState()
+    state.upsert_node(gpu_node("cpu-node", {}, gpus=0))
+    plan = one_cycle(state, gpu_pod("web", gpus=0))
+    assert [b.node for b in plan.bindings] == ["cpu-node"]
+
+
+def test_an_admin_may_allow_unguarded_nodes_explicitly() -> None:
+    state = ClusterState()
+    state.upsert_node(gpu_node("n1", POOL))
+    state.upsert_pod(gpu_pod("p"))
+    plan = Scheduler(SchedulerConfig(allow_unguarded_nodes=True)).schedule(state)
+    assert [b.node for b in plan.bindings] == ["n1"]
+
+
+def test_a_budget_applied_after_its_nodes_lets_the_waiting_pods_in() -> None:
+    state = ClusterState()
+    state.upsert_node(gpu_node("n1", POOL))
+    state.upsert_pod(gpu_pod("p"))
+    scheduler = Scheduler()
+    assert scheduler.schedule(state).bindings == []
+    state.upsert_pool(gpu_pool("h200", POOL))
+    assert scheduler.schedule(state).bindings == []
+    state.upsert_budget(budget("b", POOL, 20_000))
+    assert [b.node for b in scheduler.schedule(state).bindings] == ["n1"]

@@ -4,12 +4,14 @@ from wattsched.scheduling import ClusterState, Scheduler
 from wattsched.scheduling.builders import budget, gpu_node, gpu_pod, gpu_pool
 
 POOL = {"pool": "h200"}
+UNLIMITED = budget("unlimited", POOL, 10**9)
 IDLE = 3000 + 8 * 90
 
 
 def racks_state(racks: int, per_rack: int) -> ClusterState:
     state = ClusterState()
     state.upsert_pool(gpu_pool("h200", POOL))
+    state.upsert_budget(UNLIMITED)  # fail closed: only nodes under a budget take GPUs
     for r in range(racks):
         for i in range(per_rack):
             labels = {**POOL, "wattsched.io/rack": f"r{r}", "wattsched.io/hall": f"h{r // 2}"}
@@ -115,3 +117,45 @@ def test_a_gang_short_of_power_binds_in_the_next_cycle_after_room_frees_in_its_b
     plan = scheduler.schedule(state)
     assert sorted(b.pod[1] for b in plan.bindings) == ["g-0", "g-1"]
     assert sorted(b.node for b in plan.bindings) == ["a0", "a1"]
+
+
+def test_a_recreated_member_joins_its_running_gang_without_waiting_for_the_rest() -> None:
+    """gang-size is a minimum, as a PodGroup's minMember: bound members count toward it."""
+    state = racks_state(1, 4)
+    for pod in gang("g", 3):
+        state.upsert_pod(pod)  # type: ignore[arg-type]
+    scheduler = Scheduler()
+    first = scheduler.schedule(state)
+    assert len(first.bindings) == 3
+    for binding in first.bindings:  # the watch shows them bound
+        bound = state.pods[binding.pod]
+        state.upsert_pod(gpu_pod(bound.name, gpus=8, gang="default/g", gang_size=3,
+                                 node_name=binding.node))  # fmt: skip
+    state.remove_pod(("default", "g-1"))  # a node failed; the Job recreates the pod
+    state.upsert_pod(gpu_pod("g-1-again", gpus=8, gang="default/g", gang_size=3))
+    plan = scheduler.schedule(state)
+    assert [b.pod[1] for b in plan.bindings] == ["g-1-again"]
+
+
+def test_an_extra_member_of_a_running_gang_is_placed_like_a_single_pod() -> None:
+    state = racks_state(1, 4)
+    for i in range(2):
+        state.upsert_pod(gpu_pod(f"g-{i}", gpus=8, gang="default/g", gang_size=2,
+                                 node_name=f"r0-n{i}"))  # fmt: skip
+    state.upsert_pod(gpu_pod("g-extra", gpus=8, gang="default/g", gang_size=2))
+    plan = Scheduler().schedule(state)
+    assert [b.pod[1] for b in plan.bindings] == ["g-extra"]
+
+
+def test_members_that_disagree_on_the_gang_size_are_told_so_and_not_placed() -> None:
+    state = racks_state(1, 4)
+    state.upsert_pod(gpu_pod("a", gpus=1, gang="default/g", gang_size=2))
+    state.upsert_pod(gpu_pod("b", gpus=1, gang="default/g", gang_size=3))
+    plan = Scheduler().schedule(state)
+    assert plan.bindings == []
+    assert {u.pod[1] for u in plan.unschedulable} == {"a", "b"}
+    assert all(u.reason == "InvalidGang" for u in plan.unschedulable)
+    assert plan.unschedulable[0].message == (
+        'gang default/g: its members disagree on wattsched.io/gang-size ("2" by default/a; '
+        '"3" by default/b); give every member of the gang the same size'
+    )

@@ -4,6 +4,7 @@ from wattsched.scheduling import ClusterState, Scheduler, SchedulerConfig
 from wattsched.scheduling.builders import budget, gpu_node, gpu_pod, gpu_pool
 
 POOL = {"pool": "h200"}
+UNLIMITED = budget("unlimited", POOL, 10**9)
 IDLE = 3000 + 8 * 90
 
 
@@ -11,6 +12,7 @@ def full_node_state(*bound: tuple[str, int, int]) -> ClusterState:
     """One 8-GPU node holding (name, gpus, priority) pods."""
     state = ClusterState()
     state.upsert_pool(gpu_pool("h200", POOL))
+    state.upsert_budget(UNLIMITED)  # fail closed: only nodes under a budget take GPUs
     state.upsert_node(gpu_node("n", POOL))
     for i, (name, gpus, priority) in enumerate(bound):
         state.upsert_pod(
@@ -82,3 +84,47 @@ def test_preemption_can_be_switched_off() -> None:
     state = full_node_state(("low", 8, 0))
     state.upsert_pod(gpu_pod("urgent", gpus=8, priority=10))
     assert Scheduler(SchedulerConfig(preemption=False)).schedule(state).evictions == []
+
+
+def test_preemption_takes_a_running_gang_whole_never_one_member() -> None:
+    state = ClusterState()
+    state.upsert_pool(gpu_pool("h200", POOL))
+    state.upsert_budget(UNLIMITED)
+    for name in ("n0", "n1"):
+        state.upsert_node(gpu_node(name, POOL))
+    for i, node in enumerate(("n0", "n1")):
+        state.upsert_pod(gpu_pod(f"train-{i}", gpus=8, priority=0, gang="default/train",
+                                 gang_size=2, node_name=node))  # fmt: skip
+    state.upsert_pod(gpu_pod("urgent", gpus=8, priority=10))
+    plan = Scheduler().schedule(state)
+    assert evicted(plan) == ["train-0", "train-1"]
+    assert {(e.pod[1], e.node) for e in plan.evictions} == {("train-0", "n0"), ("train-1", "n1")}
+
+
+def test_a_gang_with_a_member_as_important_as_the_preemptor_is_not_a_victim() -> None:
+    state = ClusterState()
+    state.upsert_pool(gpu_pool("h200", POOL))
+    state.upsert_budget(UNLIMITED)
+    state.upsert_node(gpu_node("n0", POOL))
+    state.upsert_node(gpu_node("n1", POOL))
+    state.upsert_pod(gpu_pod("g-low", gpus=8, priority=0, gang="default/g", gang_size=2,
+                             node_name="n0"))  # fmt: skip
+    state.upsert_pod(gpu_pod("g-high", gpus=8, priority=10, gang="default/g", gang_size=2,
+                             node_name="n1"))  # fmt: skip
+    state.upsert_pod(gpu_pod("urgent", gpus=8, priority=10))
+    assert evicted(Scheduler().schedule(state)) == []
+
+
+def test_power_freed_by_a_gang_member_on_another_node_of_the_budget_counts() -> None:
+    """The gang's other member frees watts in the shared budget: that is what lets it fit."""
+    state = ClusterState()
+    state.upsert_pool(gpu_pool("h200", POOL))
+    for name in ("n0", "n1"):
+        state.upsert_node(gpu_node(name, POOL))
+    for i, (node, gpus) in enumerate((("n0", 2), ("n1", 8))):
+        state.upsert_pod(gpu_pod(f"g-{i}", gpus=gpus, priority=0, gang="default/g",
+                                 gang_size=2, node_name=node))  # fmt: skip
+    state.upsert_budget(budget("b", POOL, 2 * IDLE + 10 * (700 - 90)))  # full
+    state.upsert_pod(gpu_pod("urgent", gpus=6, priority=10))  # fits n0 by devices, not power
+    plan = Scheduler().schedule(state)
+    assert evicted(plan) == ["g-0", "g-1"]

@@ -6,6 +6,7 @@ returns its translation, or raises `TranslationError` with a message a person ca
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -378,6 +379,12 @@ def pod_from_object(obj: JSON, scheduler_name: str, created_order: int) -> Trans
         except TranslationError as err:
             if invalid is None:
                 invalid, invalid_reason = str(err), err.reason
+    else:
+        # A bound member still belongs to its gang: Permit counts it toward the gang's size, so
+        # a recreated member joins the running ones, and Shed and preemption take the gang
+        # whole. A bound pod's malformed gang annotation cannot be acted on: it is just alone.
+        with contextlib.suppress(TranslationError):
+            gang, gang_size = _gang(meta, namespace)
     pod = Pod(
         namespace=namespace,
         name=name,

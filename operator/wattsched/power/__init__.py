@@ -2,7 +2,16 @@
 
 from wattsched.power.ledger import BudgetUsage, Ledger, PoolUsage, recompute_ledger
 from wattsched.power.profile import PowerProfile
-from wattsched.power.watts import delta_watts, facility_watts, fits, format_watts, node_watts
+from wattsched.power.watts import (
+    delta_watts,
+    devices_in,
+    facility_watts,
+    fits,
+    format_watts,
+    is_accelerator_resource,
+    it_capacity_watts,
+    node_watts,
+)
 
 __all__ = [
     "BudgetUsage",
@@ -10,9 +19,12 @@ __all__ = [
     "PoolUsage",
     "PowerProfile",
     "delta_watts",
+    "devices_in",
     "facility_watts",
     "fits",
     "format_watts",
+    "is_accelerator_resource",
+    "it_capacity_watts",
     "node_watts",
     "recompute_ledger",
 ]

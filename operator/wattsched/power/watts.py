@@ -6,7 +6,32 @@ to the watt, and a fit decision never flips on a rounding error.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 from wattsched.power.profile import PowerProfile
+
+# Device-plugin resource names of the accelerators a site runs (DESIGN.md §2). A pod asking for
+# one of these, or for a resource some AcceleratorPool lists, draws accelerator power: it may go
+# only where that power is known and guarded, even before any pool for it exists (fail closed).
+ACCELERATOR_RESOURCE_PREFIXES = (
+    "nvidia.com/",
+    "amd.com/",
+    "furiosa.ai/",
+    "rebellions.ai/",
+    "aws.amazon.com/neuron",
+    "gpu.intel.com/",
+    "habana.ai/",
+    "google.com/tpu",
+)
+
+
+def is_accelerator_resource(resource: str, pool_resources: frozenset[str] = frozenset()) -> bool:
+    return resource in pool_resources or resource.startswith(ACCELERATOR_RESOURCE_PREFIXES)
+
+
+def devices_in(requests: Mapping[str, int], resource_names: Iterable[str]) -> int:
+    """Devices a pod takes in a pool: its requests of the pool's resource names, summed."""
+    return sum(requests.get(resource, 0) for resource in resource_names)
 
 
 def node_watts(profile: PowerProfile, devices: int, allocated: int) -> int:
@@ -26,6 +51,11 @@ def delta_watts(profile: PowerProfile, devices_requested: int) -> int:
 def facility_watts(it_watts: int, pue_milli: int) -> int:
     """Facility watts for IT watts; rounded up so a reported figure never understates the draw."""
     return -(-it_watts * pue_milli // 1000)
+
+
+def it_capacity_watts(allocatable_watts: int, pue_milli: int) -> int:
+    """The most IT watts a budget holds: `fits(it, 0, ...)` exactly when it <= this."""
+    return allocatable_watts * 1000 // pue_milli
 
 
 def fits(it_watts: int, it_delta: int, pue_milli: int, allocatable_watts: int) -> bool:

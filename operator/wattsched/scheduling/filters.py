@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from wattsched.power.ledger import BudgetUsage
-from wattsched.power.watts import facility_watts, format_watts
+from wattsched.power.watts import devices_in, facility_watts, format_watts
 from wattsched.scheduling.model import Budget, Node, NodeAffinity, Pod, Pool, Toleration
 
 NOT_READY = "node(s) were not ready"
@@ -145,7 +145,57 @@ def resource_reason(
 def devices_requested(pod_requests: Mapping[str, int], pool: Pool | None) -> int:
     if pool is None:
         return 0
-    return sum(pod_requests.get(resource, 0) for resource in pool.resource_names)
+    return devices_in(pod_requests, pool.resource_names)
+
+
+# -- fail closed (DESIGN.md §2, invariant 6) ----------------------------------------------------
+
+UnguardedKind = tuple[str, ...]
+_NAMED_NODES = 3
+
+
+def unguarded_kind(
+    pool: Pool | None,
+    conflict: tuple[str, ...],
+    budgets: tuple[Budget, ...],
+    accelerators: tuple[str, ...],
+) -> UnguardedKind | None:
+    """Why nodes of this pool, conflict and budget set may not take a pod asking for these
+    accelerator resources; None when their power is known and guarded.
+
+    Known: exactly one AcceleratorPool selects the node and it lists every requested resource
+    (otherwise the ledger would charge the pod nothing, or a profile picked by age). Guarded:
+    at least one PowerBudget contains the node. A pod bound anywhere else is power nobody
+    accounts for, and a budget applied later would find itself over its limit already.
+    """
+    if len(conflict) > 1:
+        return ("conflict", *conflict)
+    listed = pool.resource_names if pool is not None else ()
+    missing = next((resource for resource in accelerators if resource not in listed), None)
+    if missing is not None:
+        return ("no-pool", missing)
+    if not budgets:
+        return ("no-budget",)
+    return None
+
+
+def unguarded_reason(kind: UnguardedKind, node_names: list[str]) -> str:
+    """The reason for the `0/N nodes fit` summary, naming the nodes (the first few)."""
+    shown = ", ".join(node_names[:_NAMED_NODES])
+    if len(node_names) > _NAMED_NODES:
+        shown += f" and {len(node_names) - _NAMED_NODES} more"
+    one = len(node_names) == 1
+    subject = f"node {shown} is" if one else f"nodes {shown} are"
+    its = "its" if one else "their"
+    if kind[0] == "conflict":
+        pools = kind[1:]
+        return (
+            f"{subject} in {len(pools)} AcceleratorPools ({', '.join(pools)}): "
+            f"{its} power profile is ambiguous"
+        )
+    if kind[0] == "no-pool":
+        return f"{subject} in no AcceleratorPool listing {kind[1]}: {its} power is not known"
+    return f"{subject} in no PowerBudget: {its} power is not guarded"
 
 
 def power_reason(

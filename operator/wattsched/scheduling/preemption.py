@@ -1,22 +1,25 @@
 """PostFilter: preemption for a pod that fits nowhere.
 
-Victims come from one node, are managed (wattsched's own), not already evicting, and of strictly
-lower priority. Per node: assume every candidate gone; if the pod still does not fit, the node is
-out. Otherwise reprieve candidates back, most important first, while the pod still fits — what is
-left are the victims. Among nodes, kube-scheduler's order picks: the lowest highest-victim
-priority, then the fewest victims, then the lowest priority sum, then the node name.
+Victims are found through one node, are managed (wattsched's own), not already evicting, and of
+strictly lower priority; a victim in a gang takes its whole running gang with it (invariant 3),
+whose members on other nodes free power in the budgets they share with this node.
+
+Per node: assume every candidate gone; if the pod still does not fit, the node is out. Otherwise
+reprieve candidates back, most important first, while the pod still fits: what is left are the
+victims. Among nodes, kube-scheduler's order picks: the lowest highest-victim priority, then the
+fewest victim pods, then the lowest priority sum, then the node name.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 
-from wattsched.power.ledger import BudgetUsage
 from wattsched.power.watts import delta_watts
 from wattsched.scheduling.filters import devices_requested, resource_reason
-from wattsched.scheduling.model import Budget, Node, Pod, Pool
+from wattsched.scheduling.model import Budget, Node, Pod, PodKey, Pool
 from wattsched.scheduling.state import ClusterState
+from wattsched.scheduling.victims import Victim, freed_by_budget, freed_on_node, victim_of
 
 PREEMPTED_REASON = "Preempted"
 
@@ -33,38 +36,42 @@ class NodeCandidates:
 @dataclass(frozen=True, slots=True)
 class Preemption:
     node: str
-    victims: tuple[Pod, ...]
+    victims: tuple[Victim, ...]
 
 
 def _fits_without(
-    pod: Pod,
+    state: ClusterState,
     requests: tuple[tuple[str, int], ...],
     node: Node,
-    used: Mapping[str, int],
-    pod_count: int,
-    removed: Sequence[Pod],
-    pool: Pool | None,
-    budgets: tuple[Budget, ...],
-    usage: Mapping[str, BudgetUsage],
+    removed: list[Victim],
+    node_class: NodeCandidates,
+    delta: int,
     reserved_node: Mapping[str, int] | None,
     reserved_it: Mapping[str, int],
 ) -> bool:
-    left = dict(used)
-    for victim in removed:
-        for resource, quantity in victim.requests.items():
-            left[resource] = left.get(resource, 0) - quantity
-    if resource_reason(requests, node.allocatable, left, pod_count - len(removed), reserved_node):
+    """Whether the pod fits on `node` once `removed` are gone: devices on this node, and power
+    in every budget of the node, where a gang victim frees its members' watts wherever they run
+    in that budget."""
+    freed_requests, freed_pods = freed_on_node(removed, node.name)
+    left = dict(state.node_usage(node.name))
+    for resource, quantity in freed_requests.items():
+        left[resource] = left.get(resource, 0) - quantity
+    pod_count = state.node_pod_count(node.name) - freed_pods
+    if resource_reason(requests, node.allocatable, left, pod_count, reserved_node):
         return False
-    if pool is None:
-        return True
-    delta = delta_watts(pool.profile, devices_requested(pod.requests, pool))
     if delta <= 0:
         return True
-    freed = delta_watts(
-        pool.profile, sum(devices_requested(victim.requests, pool) for victim in removed)
-    )
-    for budget in budgets:
-        it = usage[budget.name].it_watts + reserved_it.get(budget.name, 0) - freed
+    freed: dict[str, int] = {}
+    for victim in removed:
+        for name, watts in freed_by_budget(state, victim).items():
+            freed[name] = freed.get(name, 0) + watts
+    usage = state.ledger.budgets
+    for budget in node_class.budgets:
+        it = (
+            usage[budget.name].it_watts
+            + reserved_it.get(budget.name, 0)
+            - freed.get(budget.name, 0)
+        )
         if (it + delta) * budget.pue_milli > budget.allocatable_watts * 1000:
             return False
     return True
@@ -78,49 +85,41 @@ def _victims_on(
     node_class: NodeCandidates,
     reserved_node: Mapping[str, int] | None,
     reserved_it: Mapping[str, int],
-) -> list[Pod] | None:
+    going: Set[PodKey],
+) -> list[Victim] | None:
     on_node = state.pods_by_node.get(node.name)
     if not on_node:
         return None
     pods = state.pods
     priority = pod.priority
-    candidates = []
-    for key in on_node:
+    candidates: dict[PodKey, Victim] = {}
+    for key in sorted(on_node):
         other = pods[key]
-        if other.priority < priority and other.managed and not state.is_evicting(key):
-            candidates.append(other)
+        if other.priority >= priority or not other.managed or key in going:
+            continue
+        victim = victim_of(state, other, going)
+        if victim is not None and victim.priority < priority:
+            candidates.setdefault(victim.key, victim)
     if not candidates:
         return None
-    candidates.sort(key=lambda p: p.key)
-    used = state.node_usage(node.name)
-    pod_count = state.node_pod_count(node.name)
-    usage = state.ledger.budgets
+    pool = node_class.pool
+    delta = delta_watts(pool.profile, devices_requested(pod.requests, pool)) if pool else 0
 
-    def fits(removed: Sequence[Pod]) -> bool:
+    def fits(removed: list[Victim]) -> bool:
         return _fits_without(
-            pod,
-            requests,
-            node,
-            used,
-            pod_count,
-            removed,
-            node_class.pool,
-            node_class.budgets,
-            usage,
-            reserved_node,
-            reserved_it,
+            state, requests, node, removed, node_class, delta, reserved_node, reserved_it
         )
 
-    if not fits(candidates):
+    victims = list(candidates.values())
+    if not fits(victims):
         return None
-    victims = list(candidates)
-    for keep in sorted(candidates, key=lambda p: (-p.priority, p.created_order, p.key)):
+    for keep in sorted(victims, key=lambda v: (-v.priority, v.created_order, v.key)):
         trial = [victim for victim in victims if victim.key != keep.key]
         if fits(trial):
             victims = trial
     if not victims:
         return None  # it fits as things are: Filter will place it, nothing to displace
-    victims.sort(key=lambda p: p.key)
+    victims.sort(key=lambda v: v.key)
     return victims
 
 
@@ -131,19 +130,27 @@ def select_victims(
     classes: Sequence[NodeCandidates],
     reserved_nodes: Mapping[str, Mapping[str, int]],
     reserved_it: Mapping[str, int],
+    going: Set[PodKey],
 ) -> Preemption | None:
     best: tuple[tuple[int, int, int, str], Preemption] | None = None
     for node_class in classes:
         for node in node_class.nodes:
             victims = _victims_on(
-                state, pod, requests, node, node_class, reserved_nodes.get(node.name), reserved_it
+                state,
+                pod,
+                requests,
+                node,
+                node_class,
+                reserved_nodes.get(node.name),
+                reserved_it,
+                going,
             )
             if victims is None:
                 continue
             rank = (
                 max(victim.priority for victim in victims),
-                len(victims),
-                sum(victim.priority for victim in victims),
+                sum(victim.pods for victim in victims),
+                sum(p.priority for victim in victims for p, _ in victim.placed),
                 node.name,
             )
             if best is None or rank < best[0]:

@@ -13,20 +13,25 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 
-from wattsched.power.watts import delta_watts
+from wattsched.power.watts import delta_watts, is_accelerator_resource
 from wattsched.scheduling.config import SchedulerConfig
 from wattsched.scheduling.filters import (
     TOO_MANY_PODS,
     PodShape,
+    UnguardedKind,
     devices_requested,
     insufficient,
     power_reason,
     refusing_budgets,
     resource_reason,
     static_reason,
+    unguarded_kind,
+    unguarded_reason,
     unschedulable_message,
 )
 from wattsched.scheduling.model import (
+    GANG_SIZE_ANNOTATION,
+    INVALID_GANG_REASON,
     Binding,
     Budget,
     Eviction,
@@ -62,6 +67,8 @@ class NodeClass:
     pool: Pool | None
     budgets: tuple[Budget, ...]
     nodes: tuple[Node, ...]
+    # Every pool selecting these nodes, when more than one does (the first wins the ledger).
+    conflict: tuple[str, ...]
     # The most any node of the class has of each resource: a request above it fails the whole
     # class at once, which keeps GPU pods from walking every NPU node.
     most_allocatable: Mapping[str, int]
@@ -439,25 +446,48 @@ class Scheduler:
         reasons: Counter[str] = Counter(static.reasons)
         candidates: list[_Candidate] = []
         request_map = dict(requests)
+        accelerators = self._accelerators(state, requests)
+        unguarded: dict[UnguardedKind, list[str]] = {}
         for index, node_class in enumerate(static.classes):
             most = node_class.most_allocatable
             too_big = next((r for r, q in requests if q > most.get(r, 0)), None)
             if too_big is not None:
                 reasons[f"Insufficient {too_big}"] += len(node_class.nodes)
                 continue
+            kind = (
+                unguarded_kind(
+                    node_class.pool, node_class.conflict, node_class.budgets, accelerators
+                )
+                if accelerators
+                else None
+            )
+            if kind is not None:
+                unguarded.setdefault(kind, []).extend(node.name for node in node_class.nodes)
+                continue
             pool = node_class.pool
             devices = devices_requested(request_map, pool)
             delta = delta_watts(pool.profile, devices) if pool is not None and devices else 0
             candidates.append((index, node_class, delta, devices))
+        for kind, names in unguarded.items():
+            reasons[unguarded_reason(kind, sorted(names))] += len(names)
         result = (candidates, reasons)
         self._class_fit[key] = result
         return result
+
+    def _accelerators(self, state: ClusterState, requests: Requests) -> tuple[str, ...]:
+        """The accelerator resources a pod asks for, which only a guarded node may give it;
+        none when the admin allowed unguarded nodes."""
+        if self.config.allow_unguarded_nodes:
+            return ()
+        listed = frozenset(r for pool in state.pools.values() for r in pool.resource_names)
+        return tuple(r for r, q in requests if q > 0 and is_accelerator_resource(r, listed))
 
     def _static_for(self, state: ClusterState, shape: PodShape) -> StaticResult:
         cached = self._static.get(shape)
         if cached is not None:
             return cached
-        grouped: dict[tuple[str, tuple[str, ...]], list[Node]] = {}
+        grouped: dict[tuple[str, tuple[str, ...], tuple[str, ...]], list[Node]] = {}
+        conflicts = state.ledger.conflicts
         reasons: Counter[str] = Counter()
         for name in sorted(state.nodes):
             node = state.nodes[name]
@@ -466,10 +496,14 @@ class Scheduler:
                 reasons[reason] += 1
                 continue
             pool = state.node_pool(name)
-            class_key = (pool.name if pool is not None else "", state.node_budgets(name))
+            class_key = (
+                pool.name if pool is not None else "",
+                state.node_budgets(name),
+                conflicts.get(name, ()),
+            )
             grouped.setdefault(class_key, []).append(node)
         classes = []
-        for (pool_name, budget_names), nodes in sorted(grouped.items()):
+        for (pool_name, budget_names, conflict), nodes in sorted(grouped.items()):
             most: dict[str, int] = {}
             for node in nodes:
                 for resource, quantity in node.allocatable.items():
@@ -480,6 +514,7 @@ class Scheduler:
                     state.pools[pool_name] if pool_name else None,
                     tuple(state.budgets[b] for b in budget_names),
                     tuple(nodes),
+                    conflict,
                     most,
                     tuple(
                         (b.name, b.pue_milli, b.allocatable_watts * 1000)
@@ -498,6 +533,23 @@ class Scheduler:
     ) -> None:
         gang = unit.gang
         assert gang is not None
+        sizes = state.gang_sizes(gang)
+        if len(sizes) > 1:
+            # Members that disagree would wait forever for a size nobody can tell; say so.
+            declared = "; ".join(
+                f'"{size}" by {", ".join(f"{ns}/{name}" for ns, name in keys[:3])}'
+                + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+                for size, keys in sorted(sizes.items())
+            )
+            message = (
+                f"gang {gang}: its members disagree on {GANG_SIZE_ANNOTATION} ({declared}); "
+                "give every member of the gang the same size"
+            )
+            plan.unschedulable.extend(
+                Unschedulable(m.key, message, INVALID_GANG_REASON) for m in unit.members
+            )
+            state.park_gang(gang, (m.key for m in unit.members), ())
+            return
         present = unit.placed_members + len(unit.members)
         if present < unit.gang_size:
             message = (
@@ -611,19 +663,21 @@ class Scheduler:
             return
         if not self._victims_may_exist(state, cycle, pod):
             return  # nobody anywhere has a lower priority: no node needs to be looked at
-        static = self._static_for(state, shape)
+        # Only the classes the pod could ever fit, guarded ones (fail closed) included alone.
+        candidates, _ = self._classes_for(state, shape, requests)
         classes: Sequence[NodeCandidates] = [
-            NodeCandidates(c.pool, c.budgets, c.nodes) for c in static.classes
+            NodeCandidates(c.pool, c.budgets, c.nodes) for _, c, _, _ in candidates
         ]
         choice = select_victims(
-            state, pod, requests, classes, cycle.reserved_nodes, cycle.reserved_it
+            state, pod, requests, classes, cycle.reserved_nodes, cycle.reserved_it, cycle.going
         )
         if choice is None:
             cycle.no_victims.add(miss_key)
             return
-        for victim in choice.victims:
-            state.mark_evicting(victim.key)
-            cycle.going.add(victim.key)
-            plan.evictions.append(Eviction(victim.key, choice.node, PREEMPTED_REASON, None))
-        state.nominate(pod.key, choice.node, tuple(victim.key for victim in choice.victims))
+        victims = tuple(p for victim in choice.victims for p in victim.placed)
+        for victim_pod, victim_node in victims:
+            state.mark_evicting(victim_pod.key)
+            cycle.going.add(victim_pod.key)
+            plan.evictions.append(Eviction(victim_pod.key, victim_node, PREEMPTED_REASON, None))
+        state.nominate(pod.key, choice.node, tuple(p.key for p, _ in victims))
         self._hold(state, cycle, pod, choice.node, 1)

@@ -531,6 +531,14 @@ class ClusterState:
             size = max(size, self._pods[key].gang_size)
         return placed, size
 
+    def gang_sizes(self, gang: str) -> dict[int, list[PodKey]]:
+        """The sizes the gang's members declare, each with the members that declare it: more
+        than one entry means they disagree, and nobody can tell which size was meant."""
+        sizes: dict[int, list[PodKey]] = {}
+        for key in sorted(self._gangs.get(gang, ())):
+            sizes.setdefault(self._pods[key].gang_size, []).append(key)
+        return sizes
+
     @property
     def parked(self) -> Mapping[PodKey, tuple[int, int]]:
         return self._parked

@@ -5,7 +5,8 @@ hides what that baseline would not know.
 
 - wattsched:   the engine as is, with every budget at its current limit.
 - power-blind: kube-scheduler's view: the same engine on a state without budgets, so power is
-               no constraint (no Filter, no Shed). The engine offers no LeastAllocated score, so
+               no constraint (no Filter, no Shed; unguarded nodes allowed, or nothing would
+               fit). The engine offers no LeastAllocated score, so
                spreading cannot be reproduced; it only changes which node of a pool is used,
                never the watts a budget draws. Priority preemption stays on, as in kube-scheduler.
 - static-cap:  what an admin does without a power-aware scheduler: cordon nodes in each budget
@@ -46,14 +47,14 @@ POLICIES: dict[str, Policy] = {
         "the same engine without budgets (kube-scheduler's view)",
         False,
         False,
-        SchedulerConfig(shedding=False),
+        SchedulerConfig(shedding=False, allow_unguarded_nodes=True),
     ),
     "static-cap": Policy(
         "static-cap",
         "nodes cordoned until peak power fits, then power-blind",
         False,
         True,
-        SchedulerConfig(shedding=False),
+        SchedulerConfig(shedding=False, allow_unguarded_nodes=True),
     ),
 }
 DEFAULT_POLICIES = ("wattsched", "power-blind", "static-cap")
