@@ -113,7 +113,7 @@ def gang_pods(name: str, size: int, gpus: int, priority: int, nodes: list[str]) 
             gang=f"default/{name}",
             gang_size=size,
             node_name=nodes[i],
-        )  # fmt: skip
+        )
         for i in range(size)
     ]
 
