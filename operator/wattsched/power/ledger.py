@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from wattsched.power.watts import node_watts
+from wattsched.power.watts import devices_in, node_watts
 
 if TYPE_CHECKING:  # types only: the scheduling model imports the power package at runtime
     from wattsched.scheduling.model import Budget, Node, Pod, Pool
@@ -91,6 +91,11 @@ def pools_selecting(node: Node, pools_oldest_first: Iterable[Pool]) -> tuple[str
     return tuple(pool.name for pool in pools_oldest_first if pool.selector.matches(node.labels))
 
 
+def owning_pool(node: Node, pools_oldest_first: Iterable[Pool]) -> Pool | None:
+    """The pool whose profile a node's watts follow: the oldest selecting it (DESIGN.md §2)."""
+    return next((pool for pool in pools_oldest_first if pool.selector.matches(node.labels)), None)
+
+
 def budgets_containing(node: Node, budgets_by_name: Iterable[Budget]) -> tuple[str, ...]:
     return tuple(budget.name for budget in budgets_by_name if budget.selector.matches(node.labels))
 
@@ -109,8 +114,8 @@ def node_entry(
     """A node's contribution given the summed requests of the pods bound to it."""
     if pool is None:
         return NodeEntry(None, budget_names, node.ready, 0, 0, 0, pods)
-    devices = sum(node.allocatable.get(resource, 0) for resource in pool.resource_names)
-    allocated = sum(usage.get(resource, 0) for resource in pool.resource_names)
+    devices = devices_in(node.allocatable, pool.resource_names)
+    allocated = devices_in(usage, pool.resource_names)
     watts = node_watts(pool.profile, devices, allocated)
     return NodeEntry(pool.name, budget_names, node.ready, devices, allocated, watts, pods)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from wattsched.power.ledger import BudgetUsage
-from wattsched.power.watts import devices_in, facility_watts, format_watts
+from wattsched.power.watts import devices_in, facility_watts, fits, format_watts
 from wattsched.scheduling.model import Budget, Node, NodeAffinity, Pod, Pool, Toleration
 
 NOT_READY = "node(s) were not ready"
@@ -217,7 +217,7 @@ def power_reason(
     for budget in budgets:
         it = usage[budget.name].it_watts + reserved_it_watts.get(budget.name, 0)
         allocatable = budget.allocatable_watts
-        if (it + it_delta) * budget.pue_milli <= allocatable * 1000:
+        if fits(it, it_delta, budget.pue_milli, allocatable):
             continue
         headroom = allocatable - facility_watts(it, budget.pue_milli)
         if worst is None or (headroom, budget.name) < (worst[0], worst[1]):
@@ -243,9 +243,12 @@ def refusing_budgets(
     return [
         budget
         for budget in budgets
-        if (usage[budget.name].it_watts + reserved_it_watts.get(budget.name, 0) + it_delta)
-        * budget.pue_milli
-        > budget.allocatable_watts * 1000
+        if not fits(
+            usage[budget.name].it_watts + reserved_it_watts.get(budget.name, 0),
+            it_delta,
+            budget.pue_milli,
+            budget.allocatable_watts,
+        )
     ]
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 
-from wattsched.power.watts import delta_watts
+from wattsched.power.watts import delta_watts, fits
 from wattsched.scheduling.filters import devices_requested, resource_reason
 from wattsched.scheduling.model import Budget, Node, Pod, PodKey, Pool
 from wattsched.scheduling.state import ClusterState
@@ -72,7 +72,7 @@ def _fits_without(
             + reserved_it.get(budget.name, 0)
             - freed.get(budget.name, 0)
         )
-        if (it + delta) * budget.pue_milli > budget.allocatable_watts * 1000:
+        if not fits(it, delta, budget.pue_milli, budget.allocatable_watts):
             return False
     return True
 

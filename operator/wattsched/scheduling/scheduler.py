@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 
-from wattsched.power.watts import delta_watts, is_accelerator_resource
+from wattsched.power.watts import delta_watts, fits, is_accelerator_resource
 from wattsched.scheduling.config import SchedulerConfig
 from wattsched.scheduling.filters import (
     TOO_MANY_PODS,
@@ -72,8 +72,8 @@ class NodeClass:
     # The most any node of the class has of each resource: a request above it fails the whole
     # class at once, which keeps GPU pods from walking every NPU node.
     most_allocatable: Mapping[str, int]
-    # (budget name, PUE milli, allocatable watts x 1000) per budget: the power fit test with
-    # nothing left to compute but the budget's usage.
+    # (budget name, PUE milli, allocatable watts) per budget: the arguments of `power.fits`
+    # that do not change within a cycle, looked up once per class.
     power_limits: tuple[tuple[str, int, int], ...]
 
 
@@ -334,10 +334,9 @@ class Scheduler:
         for index, node_class, delta, devices in candidates:
             nodes = node_class.nodes
             if delta > 0 and any(
-                (usage[name].it_watts + reserved_it.get(name, 0) + delta) * pue_milli
-                > allocatable_milli
-                for name, pue_milli, allocatable_milli in node_class.power_limits
-            ):  # the test `power_reason` makes
+                not fits(usage[name].it_watts + reserved_it.get(name, 0), delta, pue, allocatable)
+                for name, pue, allocatable in node_class.power_limits
+            ):  # the test `power_reason` makes, for the class as a whole
                 refused.append((node_class, delta))
                 continue
             cursor_key = (index, shape, requests)
@@ -517,7 +516,7 @@ class Scheduler:
                     conflict,
                     most,
                     tuple(
-                        (b.name, b.pue_milli, b.allocatable_watts * 1000)
+                        (b.name, b.pue_milli, b.allocatable_watts)
                         for b in (state.budgets[name] for name in budget_names)
                     ),
                 )

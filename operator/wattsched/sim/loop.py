@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from types import MappingProxyType
 
-from wattsched.power.watts import delta_watts, facility_watts, node_watts
+from wattsched.power.ledger import budgets_containing, oldest_first, owning_pool
+from wattsched.power.watts import delta_watts, devices_in, facility_watts, node_watts
 from wattsched.scheduling.config import SchedulerConfig
 from wattsched.scheduling.model import Budget, Node, Pod, PodKey, Pool
 from wattsched.scheduling.scheduler import Scheduler
@@ -124,22 +125,20 @@ class Meter:
         self.node_pool: dict[str, Pool | None] = {}
         self.pool_devices = dict.fromkeys(site.pools, 0)
         self.pool_allocated = dict.fromkeys(site.pools, 0)
-        self._pools = sorted(site.pools.values(), key=lambda p: (p.created_order, p.name))
+        self._pools = oldest_first(site.pools.values())
         # Bumped on every change: most instants move nothing the figures derived from the
         # meter depend on, so the loop recomputes them only when this moved.
         self.version = 0
 
     def commission(self, node: Node) -> None:
-        pool = next((p for p in self._pools if p.selector.matches(node.labels)), None)
-        names = tuple(
-            n for n in sorted(self.budgets) if self.budgets[n].selector.matches(node.labels)
-        )
+        pool = owning_pool(node, self._pools)
+        names = budgets_containing(node, (self.budgets[n] for n in sorted(self.budgets)))
         self.node_pool[node.name] = pool
         self.node_budgets[node.name] = names
         self.version += 1
         if pool is None:
             return
-        devices = sum(node.allocatable.get(r, 0) for r in pool.resource_names)
+        devices = devices_in(node.allocatable, pool.resource_names)
         self.pool_devices[pool.name] += devices
         watts = node_watts(pool.profile, devices, 0)
         for name in names:
@@ -150,7 +149,7 @@ class Meter:
         if pool is None:
             return
         self.version += 1
-        devices = sum(pod.requests.get(r, 0) for r in pool.resource_names)
+        devices = devices_in(pod.requests, pool.resource_names)
         self.pool_allocated[pool.name] += sign * devices
         watts = sign * delta_watts(pool.profile, devices)
         for name in self.node_budgets[node]:

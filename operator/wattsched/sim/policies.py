@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from wattsched.power.watts import node_watts
+from wattsched.power.watts import devices_in, node_watts
 from wattsched.scheduling.config import SchedulerConfig
 from wattsched.scheduling.model import Budget, Node, Pool
 
@@ -72,12 +72,12 @@ def parse_policies(text: str) -> tuple[Policy, ...]:
 
 
 def peak_watts(node: Node, pool: Pool) -> int:
-    devices = sum(node.allocatable.get(resource, 0) for resource in pool.resource_names)
+    devices = devices_in(node.allocatable, pool.resource_names)
     return node_watts(pool.profile, devices, devices)
 
 
 def idle_watts(node: Node, pool: Pool) -> int:
-    devices = sum(node.allocatable.get(resource, 0) for resource in pool.resource_names)
+    devices = devices_in(node.allocatable, pool.resource_names)
     return node_watts(pool.profile, devices, 0)
 
 
