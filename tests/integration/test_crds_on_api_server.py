@@ -126,6 +126,21 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         "limit must be greater than zero",
     ),
     (
+        "limit-above-100-gigawatts",
+        budget(limit="99999GW"),
+        "limit 99999GW is above 100GW, the largest a PowerBudget accepts: check the unit",
+    ),
+    (
+        "limit-above-100-gigawatts-in-megawatts",
+        budget(limit="100001MW"),
+        "limit 100001MW is above 100GW, the largest a PowerBudget accepts",
+    ),
+    (
+        "schedule-limit-above-100-gigawatts",
+        budget(schedule=[{"from": "2029-02-01T00:00:00Z", "limit": "101GW"}]),
+        "limit 101GW is above 100GW, the largest a PowerBudget accepts",
+    ),
+    (
         "selector-in-without-values",
         budget(nodeSelector={"matchExpressions": [{"key": "hall", "operator": "In"}]}),
         "values must be non-empty for operator In",
@@ -160,6 +175,15 @@ def test_an_invalid_object_is_refused_by_the_api_server_with_a_clear_message(
     code, output = apply(crds_installed, manifest)
     assert code != 0, f"the API server accepted an invalid object: {output}"
     assert message in output, output
+
+
+@pytest.mark.parametrize("limit", ["100GW", "100000MW", "100000000kW", "100000000000W"])
+def test_a_limit_of_exactly_100_gigawatts_is_accepted_in_any_unit(
+    crds_installed: Any, limit: str
+) -> None:
+    manifest = budget(limit=limit, schedule=[{"from": "2029-02-01T00:00:00Z", "limit": limit}])
+    code, output = apply(crds_installed, manifest)
+    assert code == 0, f"the API server refused a limit of exactly 100GW: {output}"
 
 
 def test_kubectl_get_shows_the_printer_columns(crds_installed: Any) -> None:

@@ -63,9 +63,10 @@ def test_helm_lint_strict_passes(helm: Helm, values: dict[str, Any]) -> None:
         ({"leaderElection.leaseDurationSeconds": 1}, "/leaderElection/leaseDurationSeconds", "5"),
         ({"image.pullPolicy": "Sometimes"}, "/image/pullPolicy", "IfNotPresent"),
         ({"replica": 2}, "replica", "additional"),
+        ({"allowUnguardedNodes": "yes"}, "/allowUnguardedNodes", "boolean"),
     ],
     ids=["negative-replicas", "replicas-not-integer", "log-format-enum", "lease-too-short",
-         "pull-policy-enum", "misspelt-key"],
+         "pull-policy-enum", "misspelt-key", "unguarded-nodes-not-boolean"],
 )  # fmt: skip
 def test_values_schema_rejects_a_wrong_value_with_a_clear_message(
     helm: Helm, values: dict[str, Any], path: str, complaint: str
@@ -152,6 +153,17 @@ def test_lease_role_is_namespaced_and_limited_to_the_named_lease(helm: Helm) -> 
         "--lease-name=my-lease"
         in only(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
     )
+
+
+def test_unguarded_nodes_are_allowed_only_when_the_admin_says_so(helm: Helm) -> None:
+    def unguarded_flags(values: dict[str, Any]) -> list[str]:
+        deployment = only(helm.render(values=values, include_crds=False), "Deployment")
+        args: list[str] = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        return [arg for arg in args if "unguarded" in arg]
+
+    assert unguarded_flags({"allowUnguardedNodes": True}) == ["--allow-unguarded-nodes"]
+    assert unguarded_flags({}) == []
+    assert unguarded_flags({"allowUnguardedNodes": False}) == []
 
 
 def test_optional_objects_render_only_when_enabled(helm: Helm) -> None:

@@ -117,3 +117,21 @@ def test_an_idle_device_cannot_draw_more_than_an_allocated_one() -> None:
 def test_device_watts_are_bounded_to_what_a_device_can_draw() -> None:
     with pytest.raises(ValidationError, match="less than or equal to 5000"):
         pool(deviceWatts=6000, idleDeviceWatts=0)
+
+
+@pytest.mark.parametrize("limit", ["100.000001GW", "99999GW", "100001MW", "100000000001W"])
+def test_a_limit_above_100_gigawatts_is_refused_as_a_slip_of_the_unit(limit: str) -> None:
+    with pytest.raises(ValidationError, match=f"limit {limit} is above 100GW, the largest"):
+        budget(limit=limit)
+    with pytest.raises(ValidationError, match=f"limit {limit} is above 100GW, the largest"):
+        budget(schedule=[{"from": "2029-02-01T00:00:00Z", "limit": limit}])
+
+
+@pytest.mark.parametrize(
+    ("limit", "watts"),
+    [("100GW", 100_000_000_000), ("100000MW", 100_000_000_000), ("41MW", 41_000_000)],
+)
+def test_a_limit_up_to_100_gigawatts_is_accepted(limit: str, watts: int) -> None:
+    spec = budget(limit=limit, schedule=[{"from": "2029-02-01T00:00:00Z", "limit": limit}]).spec
+    assert spec.limit_watts == watts
+    assert spec.effective_limit_watts(datetime(2030, 1, 1, tzinfo=UTC)) == watts

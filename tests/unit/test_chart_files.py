@@ -39,6 +39,13 @@ def test_values_schema_is_closed_and_knows_every_default_value() -> None:
     assert schema["properties"]["replicas"]["minimum"] == 1
 
 
+def test_unguarded_nodes_are_refused_unless_an_admin_sets_a_boolean_to_allow_them() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["allowUnguardedNodes"] is False
+    assert schema["properties"]["allowUnguardedNodes"]["type"] == "boolean"
+
+
 def test_dashboard_plots_budgets_headroom_queue_attempts_and_cycle_time() -> None:
     dashboard = json.loads((CHART / "files" / "dashboard.json").read_text())
     exprs = " ".join(t["expr"] for panel in dashboard["panels"] for t in panel["targets"])

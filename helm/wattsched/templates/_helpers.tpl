@@ -70,6 +70,9 @@ The flags of `wattsched run` (the image's entrypoint). $(VAR) is expanded by the
 - --log-format={{ .Values.logging.format }}
 - --log-level={{ .Values.logging.level }}
 - --status-interval-seconds={{ .Values.statusIntervalSeconds }}
+{{- if .Values.allowUnguardedNodes }}
+- --allow-unguarded-nodes
+{{- end }}
 {{- range .Values.extraArgs }}
 - {{ . | quote }}
 {{- end }}

@@ -15,7 +15,13 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from wattsched.api.units import POWER_PATTERN, PUE_PATTERN, parse_power, parse_pue_milli
+from wattsched.api.units import (
+    POWER_PATTERN,
+    PUE_PATTERN,
+    UNIT_WATTS,
+    parse_power,
+    parse_pue_milli,
+)
 
 GROUP = "wattsched.io"
 VERSION = "v1alpha1"
@@ -27,8 +33,15 @@ RFC3339_PATTERN = (
 RESOURCE_NAME_PATTERN = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"  # noqa: E501
 
 
-def _cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
+def _cel(
+    rule: str,
+    message: str,
+    field_path: str | None = None,
+    message_expression: str | None = None,
+) -> dict[str, str]:
     entry = {"rule": rule, "message": message}
+    if message_expression:
+        entry["messageExpression"] = message_expression
     if field_path:
         entry["fieldPath"] = field_path
     return entry
@@ -36,6 +49,54 @@ def _cel(rule: str, message: str, field_path: str | None = None) -> dict[str, st
 
 def _validations(*rules: dict[str, str]) -> dict[str, Any]:
     return {"x-kubernetes-validations": list(rules)}
+
+
+# The largest limit a PowerBudget accepts. The largest AI campuses planned draw a few GW, so a
+# limit above this is a slip of the unit (GW for MW), and a limit that large guards nothing.
+MAX_LIMIT_WATTS = 100 * UNIT_WATTS["GW"]
+_ABOVE_MAX_LIMIT = (
+    "is above 100GW, the largest a PowerBudget accepts: check the unit "
+    "(a 100 MW-class site is written 103MW, not 103GW)"
+)
+# The watts of a well-formed limit, in CEL. A double, not an int: a 31-digit number of watts
+# would overflow int() with an error instead of our message, while a double near 100 GW is off
+# by less than a thousandth of a watt, so it never takes 100GW for one watt more or less.
+_LIMIT_WATTS_CEL = (
+    "double(self.find('^[0-9.]+')) * (self.endsWith('GW') ? 1e9 : self.endsWith('MW') ? 1e6"
+    " : self.endsWith('kW') ? 1e3 : 1.0)"
+)
+
+
+def _limit_field(description: str) -> Any:
+    """A power limit: the syntax of units.py, more than zero, at most MAX_LIMIT_WATTS.
+
+    The bound's rule first matches the syntax again because the API server runs CEL even on a
+    value that failed the pattern, and converting such a value would add an error of its own
+    to the pattern's clear one.
+    """
+    return Field(
+        max_length=32,
+        pattern=POWER_PATTERN,
+        description=description,
+        json_schema_extra=_validations(
+            _cel("!self.matches('^[0.]+[A-Za-z]+$')", "limit must be greater than zero"),
+            _cel(
+                f"!self.matches(r'{POWER_PATTERN}') || {_LIMIT_WATTS_CEL} <= {MAX_LIMIT_WATTS}.0",
+                f"limit {_ABOVE_MAX_LIMIT}",
+                message_expression=f"'limit ' + self + ' {_ABOVE_MAX_LIMIT}'",
+            ),
+        ),
+    )
+
+
+def _check_limit(limit: str) -> str:
+    """The model's side of _limit_field's CEL rules, with the same messages."""
+    watts = parse_power(limit)
+    if watts <= 0:
+        raise ValueError("limit must be greater than zero")
+    if watts > MAX_LIMIT_WATTS:
+        raise ValueError(f"limit {limit} {_ABOVE_MAX_LIMIT}")
+    return limit
 
 
 class _Model(BaseModel):
@@ -212,14 +273,7 @@ class ScheduleEntry(_Model):
         description="An RFC 3339 instant, e.g. 2029-02-01T00:00:00Z.",
         json_schema_extra={"format": "date-time"},
     )
-    limit: str = Field(
-        max_length=32,
-        pattern=POWER_PATTERN,
-        description="The limit from this instant on: a number and W, kW, MW or GW.",
-        json_schema_extra=_validations(
-            _cel("!self.matches('^[0.]+[A-Za-z]+$')", "limit must be greater than zero")
-        ),
-    )
+    limit: str = _limit_field("The limit from this instant on: a number and W, kW, MW or GW.")
 
     @property
     def starts_at(self) -> datetime:
@@ -231,10 +285,8 @@ class ScheduleEntry(_Model):
 
     @field_validator("limit")
     @classmethod
-    def _positive(cls, value: str) -> str:
-        if parse_power(value) <= 0:
-            raise ValueError("limit must be greater than zero")
-        return value
+    def _limit_in_range(cls, value: str) -> str:
+        return _check_limit(value)
 
 
 def parse_instant(text: str) -> datetime:
@@ -249,14 +301,7 @@ Enforcement = Literal["Admit", "Shed"]
 
 class PowerBudgetSpec(_Model):
     node_selector: LabelSelector = Field(description="The power domain: the nodes it covers.")
-    limit: str = Field(
-        max_length=32,
-        pattern=POWER_PATTERN,
-        description="The limit: a number and W, kW, MW or GW, e.g. 41MW.",
-        json_schema_extra=_validations(
-            _cel("!self.matches('^[0.]+[A-Za-z]+$')", "limit must be greater than zero")
-        ),
-    )
+    limit: str = _limit_field("The limit: a number and W, kW, MW or GW, e.g. 41MW.")
     reserve_percent: int = Field(
         default=5, ge=0, le=50, description="Headroom never allocated: a safety margin, 0..50."
     )
@@ -290,10 +335,8 @@ class PowerBudgetSpec(_Model):
 
     @field_validator("limit")
     @classmethod
-    def _positive(cls, value: str) -> str:
-        if parse_power(value) <= 0:
-            raise ValueError("limit must be greater than zero")
-        return value
+    def _limit_in_range(cls, value: str) -> str:
+        return _check_limit(value)
 
     @field_validator("pue")
     @classmethod

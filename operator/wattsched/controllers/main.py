@@ -37,6 +37,16 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(name) or default
 
 
+def _boolean(text: str) -> bool:
+    """An on/off flag's value, from the command line or an environment variable."""
+    word = text.strip().lower()
+    if word in ("true", "1", "yes", "on"):
+        return True
+    if word in ("false", "0", "no", "off", ""):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not a boolean: write true or false")
+
+
 def default_identity() -> str:
     return f"{os.environ.get('HOSTNAME') or socket.gethostname()}_{os.getpid()}"
 
@@ -54,6 +64,7 @@ class RunOptions:
     log_format: str
     log_level: str
     status_interval_seconds: float
+    allow_unguarded_nodes: bool
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> RunOptions:
@@ -69,6 +80,7 @@ class RunOptions:
             log_format=args.log_format,
             log_level=args.log_level,
             status_interval_seconds=args.status_interval_seconds,
+            allow_unguarded_nodes=args.allow_unguarded_nodes,
         )
 
 
@@ -112,6 +124,17 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
             choices=choices.get(flag),
             help=f"{help_text}; default: {default}" if default is not None else help_text,
         )
+    parser.add_argument(
+        "--allow-unguarded-nodes",
+        type=_boolean,
+        nargs="?",
+        const=True,
+        default=_env("WATTSCHED_ALLOW_UNGUARDED_NODES", "false"),
+        metavar="true|false",
+        help="also bind accelerator pods to nodes whose power no PowerBudget guards, or that are "
+        "not in exactly one AcceleratorPool listing the resource: their watts go unaccounted "
+        "(env WATTSCHED_ALLOW_UNGUARDED_NODES); default: false, such nodes are unfit",
+    )
 
 
 # -- logging ------------------------------------------------------------------------------------
@@ -177,6 +200,7 @@ async def operate(options: RunOptions) -> int:
     from wattsched.kube.lease import LeaderElector
     from wattsched.kube.writer import KubeWriter
     from wattsched.metrics import Metrics, serve
+    from wattsched.scheduling.config import SchedulerConfig
     from wattsched.scheduling.scheduler import Scheduler
 
     connection = load_connection(options.kubeconfig)
@@ -193,7 +217,7 @@ async def operate(options: RunOptions) -> int:
     elector.on_change = lambda leading: metrics.leader.set(1 if leading else 0)
     loop = SchedulingLoop(
         cache,
-        Scheduler(),
+        Scheduler(SchedulerConfig(allow_unguarded_nodes=options.allow_unguarded_nodes)),
         KubeWriter(client, options.identity),
         elector,
         metrics,
@@ -205,6 +229,11 @@ async def operate(options: RunOptions) -> int:
         options.scheduler_name, options.identity, options.lease_namespace, options.lease_name,
         options.bind_address, options.metrics_port, connection.server,
     )  # fmt: skip
+    if options.allow_unguarded_nodes:
+        log.warning(
+            "--allow-unguarded-nodes: accelerator pods may be bound to nodes that no PowerBudget "
+            "guards or no single AcceleratorPool accounts for; their watts are in no ledger"
+        )
 
     stopping = asyncio.Event()
     event_loop = asyncio.get_running_loop()
