@@ -28,11 +28,12 @@ def evicted(plan: object) -> list[str]:
 def test_a_higher_priority_pod_displaces_the_fewest_lowest_priority_pods() -> None:
     state = full_node_state(("low-1", 1, 0), ("low-4", 4, 0), ("mid-3", 3, 5))
     state.upsert_pod(gpu_pod("urgent", gpus=4, priority=10))
-    plan = Scheduler().schedule(state)
+    scheduler = Scheduler()
+    plan = scheduler.schedule(state)
     assert evicted(plan) == ["low-4"]
     assert plan.evictions[0].reason == "Preempted"
     assert state.is_evicting(("default", "low-4"))
-    assert state.nomination(("default", "urgent")) is not None
+    assert scheduler.queue.nomination(("default", "urgent")) is not None
     assert not plan.bindings  # it waits until the victim is gone
 
 
@@ -53,7 +54,7 @@ def test_a_nominated_preemptor_does_not_preempt_again_while_its_victims_go() -> 
     state.remove_pod(first.evictions[0].pod)
     third = scheduler.schedule(state)
     assert [b.pod[1] for b in third.bindings] == ["urgent"]
-    assert state.nomination(("default", "urgent")) is None
+    assert scheduler.queue.nomination(("default", "urgent")) is None
 
 
 def test_a_preemptor_gets_the_room_its_victims_left_before_lower_priority_pods() -> None:

@@ -181,6 +181,14 @@ class _Term:
                 await worker
 
     async def lead(self) -> None:
+        state = self.begin()
+        changed = True
+        while self.loop.elector.is_leading():
+            changed = await self._turn(state, changed)
+            changed = await self._sleep_until_work(state) or changed
+
+    def begin(self) -> ClusterState:
+        """Step 0 of a term, apart from its turns so that tests can drive them one by one."""
         now = self.loop.clock()
         # 0. The ledger is rebuilt from what the cluster shows before the first placement, so a
         #    restart or a new leader never double-books a device or a watt.
@@ -197,10 +205,7 @@ class _Term:
             self.workers.append(asyncio.create_task(self._report_worker(self.status_patches)))
         for _ in range(self.settings.eviction_concurrency):
             self.workers.append(asyncio.create_task(self._report_worker(self.evictions)))
-        changed = True
-        while self.loop.elector.is_leading():
-            changed = await self._turn(state, changed)
-            changed = await self._sleep_until_work(state) or changed
+        return state
 
     async def _turn(self, state: ClusterState, changed: bool) -> bool:
         """One turn; returns whether the next turn must run a cycle even without news."""
@@ -313,9 +318,8 @@ class _Term:
             if now < deadline:
                 continue
             del self.retry_eviction_at[key]
-            pod = state.pods.get(key)
-            if pod is not None and state.is_evicting(key):
-                state.upsert_pod(pod)  # no longer "going": the next cycle may pick it again
+            if state.is_evicting(key):
+                state.clear_evicting(key)  # no longer "going": the next cycle may pick it again
                 changed = True
         return changed
 
@@ -374,7 +378,7 @@ class _Term:
                 preemptor = next(
                     (
                         key
-                        for key, nomination in state.nominations.items()
+                        for key, nomination in self.loop.scheduler.queue.nominations.items()
                         if eviction.pod in nomination.victims
                     ),
                     None,

@@ -22,8 +22,9 @@ from wattsched.scheduling.model import (
     Toleration,
     Unschedulable,
 )
+from wattsched.scheduling.queue import Nomination, SchedulingQueue
 from wattsched.scheduling.scheduler import Scheduler
-from wattsched.scheduling.state import BudgetStatus, ClusterState, Nomination
+from wattsched.scheduling.state import BudgetStatus, ClusterState
 
 __all__ = [
     "Binding",
@@ -42,6 +43,7 @@ __all__ = [
     "PowerProfile",
     "Scheduler",
     "SchedulerConfig",
+    "SchedulingQueue",
     "ScoreWeights",
     "SelectorRequirement",
     "Taint",

@@ -1,4 +1,5 @@
-"""QueueSort, kept across cycles: the pending pods in order, and which of them are awake.
+"""The SchedulingQueue: QueueSort kept across cycles, the backoff of pods that fit nowhere,
+gang parking, and nominations. kube-scheduler's SchedulingQueue beside its Cache (ClusterState).
 
 kube-scheduler keeps an activeQ beside its unschedulableQ, so that a cycle costs the pods that
 may fit, not every pod that waits; this is the same idea. A cycle walks the awake units in
@@ -10,19 +11,46 @@ rebuilds the awake set from the whole queue, the way the first cycle does.
 
 Either way the result is what one sort of every pending pod would give; the cache only saves
 the work. Only the scheduling loop uses a queue, one cycle at a time: nothing here locks.
+
+The queue is the one writer of parking and nominations; it reads ClusterState's change facts
+(revisions, the room epoch, room freed per domain) to know when a park no longer holds. A new
+ClusterState (a restart, a new leader) starts the queue afresh, as kube-scheduler's does.
 """
 
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from operator import attrgetter
 
 from wattsched.scheduling.config import SchedulerConfig
-from wattsched.scheduling.model import Pod
+from wattsched.scheduling.model import Pod, PodKey
 from wattsched.scheduling.state import ClusterState
 
 QueueKey = tuple[int, int, str, str]
+# (room epoch, cycle, the pod's revision, its gang's revision) when a pod was parked.
+_Mark = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Nomination:
+    """A preemptor waiting for its victims to go: it holds their room and does not preempt again."""
+
+    node: str
+    victims: tuple[PodKey, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GangPark:
+    """A gang denied whole at `cycle`: the domains its members could use, and how often room had
+    been freed in each by then. It stays parked while none of them has freed room since."""
+
+    topology_epoch: int
+    cycle: int
+    revision: int
+    domains: tuple[str, ...]
+    freed: tuple[int, ...]
 
 
 def queue_order(pod: Pod) -> QueueKey:
@@ -76,6 +104,27 @@ class SchedulingQueue:
         self._tail_cycle = -1
         self._due_cycle = 0  # when the earliest parked pod is due for its periodic retry
         self._cycle_gangs: dict[str, QueueUnit] = {}  # the live gang units last handed out
+        self.cycle = 0
+        self._parked: dict[PodKey, _Mark] = {}
+        self._parked_gangs: dict[str, GangPark] = {}
+        self._nominations: dict[PodKey, Nomination] = {}
+
+    def begin_cycle(self, state: ClusterState) -> int:
+        """Start a cycle on `state`: a new state (restart, new leader) starts the queue afresh,
+        and nominations of pods that are no longer pending (bound, gone) end here."""
+        if state.identity != self._identity:
+            self._identity = state.identity
+            self._order_version = self._tail_version = -1
+            self._tail_cycle = -1
+            self._parked.clear()
+            self._parked_gangs.clear()
+            self._nominations.clear()
+        self.cycle += 1
+        for key in sorted(self._nominations):
+            node = self._nominations[key].node
+            if not state.is_pending(key) or node not in state.nodes:
+                self.end_nomination(state, key)
+        return self.cycle
 
     def units(self, state: ClusterState) -> list[Unit]:
         """This cycle's units in order: each awake single pod, each gang with an awake member.
@@ -83,15 +132,11 @@ class SchedulingQueue:
         Single pods that left the queue since may still be listed; the caller skips any pod
         that `state.pending_by_key` no longer maps to that very object.
         """
-        if state.identity != self._identity:
-            self._identity = state.identity
-            self._order_version = self._tail_version = -1
-            self._tail_cycle = -1
         if (
             self._parking
-            and self._tail_cycle == state.cycle
+            and self._tail_cycle == self.cycle
             and self._tail_epoch == state.room_epoch
-            and state.cycle < self._due_cycle
+            and self.cycle < self._due_cycle
         ):
             arrivals = self._arrivals(state, self._tail_version)
             if arrivals is not None:
@@ -108,9 +153,9 @@ class SchedulingQueue:
         }
         self._tail_version = state.queue_version
         self._tail_epoch = state.room_epoch
-        self._tail_cycle = state.cycle + 1
+        self._tail_cycle = self.cycle + 1
         if count:
-            self._due_cycle = min(self._due_cycle, state.cycle + self._flush_cycles)
+            self._due_cycle = min(self._due_cycle, self.cycle + self._flush_cycles)
 
     # -- the whole queue ------------------------------------------------------------------------
 
@@ -128,8 +173,10 @@ class SchedulingQueue:
         self._order = ordered
         self._order_version = state.queue_version
 
-        parked_at = state.parked if self._parking else {}
-        flush, room_epoch, now = self._flush_cycles, state.room_epoch, state.cycle
+        pending_now = state.pending_by_key
+        self._parked = {k: m for k, m in self._parked.items() if k in pending_now}
+        parked_at = self._parked if self._parking else {}
+        flush, room_epoch, now = self._flush_cycles, state.room_epoch, self.cycle
         due = now + flush
         units: list[Unit | None] = []
         gang_units: dict[str, int] = {}
@@ -138,13 +185,15 @@ class SchedulingQueue:
         for pod in ordered:
             gang = pod.gang
             mark = parked_at.get(pod.key) if parked_at else None
+            if mark is not None and not self._current(state, pod, mark):
+                mark = None  # the pod or its gang changed since: the park no longer holds
             parked = mark is not None and now - mark[1] < flush
             if parked:
                 assert mark is not None
                 # Room freed anywhere wakes a single pod (it may preempt where room grew), but
                 # a denied gang only once room came back where its members could go.
                 if mark[0] != room_epoch:
-                    parked = gang is not None and state.gang_still_parked(gang, mark[1])
+                    parked = gang is not None and self.gang_still_parked(state, gang, mark[1])
                 if parked:
                     due = min(due, mark[1] + flush)
             if gang is None:
@@ -218,6 +267,85 @@ class SchedulingQueue:
         self._cycle_gangs = live
         self._tail_version = state.queue_version
         return units
+
+    # -- the backoff: pods that fit nowhere sit out until room may have come back ---------------
+
+    def park(self, state: ClusterState, key: PodKey) -> None:
+        """A pending pod fit nowhere this cycle: skip it until room may have been freed."""
+        self.park_all(state, (key,))
+
+    def park_all(self, state: ClusterState, keys: Iterable[PodKey]) -> None:
+        pending = state.pending_by_key
+        room_epoch, cycle = state.room_epoch, self.cycle
+        for key in keys:
+            pod = pending.get(key)
+            if pod is not None:
+                gang = state.gang_revision(pod.gang) if pod.gang is not None else 0
+                self._parked[key] = (room_epoch, cycle, state.revision(key), gang)
+
+    def park_gang(
+        self, state: ClusterState, gang: str, keys: Iterable[PodKey], domains: tuple[str, ...]
+    ) -> None:
+        """A gang could not be placed whole: park its pending members, and remember the room
+        domains (`state.pool_domain`, `state.budget_domain`) its members could go to.
+
+        It stays parked until room is freed in one of those domains, not anywhere: Permit never
+        preempts, so only freed room (or a new member, or a node, pool or budget change) can
+        turn a denial around, and a denied gang otherwise costs a trial placement of its
+        members every cycle. A gang waiting for members passes no domains: room is not what it
+        waits for.
+        """
+        self.park_all(state, keys)
+        self._parked_gangs[gang] = GangPark(
+            state.topology_epoch,
+            self.cycle,
+            state.gang_revision(gang),
+            domains,
+            tuple(state.freed_in(d) for d in domains),
+        )
+
+    def gang_still_parked(self, state: ClusterState, gang: str, cycle: int) -> bool:
+        """The gang was parked at `cycle`, has not changed, and no room was freed since in any
+        of its domains."""
+        park = self._parked_gangs.get(gang)
+        if (
+            park is None
+            or park.cycle != cycle
+            or park.topology_epoch != state.topology_epoch
+            or park.revision != state.gang_revision(gang)
+        ):
+            return False
+        return all(state.freed_in(d) == n for d, n in zip(park.domains, park.freed, strict=True))
+
+    def _current(self, state: ClusterState, pod: Pod, mark: _Mark) -> bool:
+        gang = state.gang_revision(pod.gang) if pod.gang is not None else 0
+        return mark[2] == state.revision(pod.key) and mark[3] == gang
+
+    # -- nominations (PostFilter's preemptors, held for by PreFilter) ----------------------------
+
+    def nominate(
+        self, state: ClusterState, key: PodKey, node: str, victims: tuple[PodKey, ...]
+    ) -> None:
+        self.end_nomination(state, key)  # a nominee moving on gives its old room back
+        self._nominations[key] = Nomination(node, victims)
+
+    def end_nomination(self, state: ClusterState, key: PodKey) -> None:
+        """The room a nominee held on its node is no longer held: for gangs, room freed there."""
+        nomination = self._nominations.pop(key, None)
+        if nomination is not None:
+            state.room_freed_on(nomination.node)
+
+    def nomination(self, key: PodKey) -> Nomination | None:
+        return self._nominations.get(key)
+
+    @property
+    def nominations(self) -> Mapping[PodKey, Nomination]:
+        return self._nominations
+
+    def assumed(self, state: ClusterState, key: PodKey) -> None:
+        """Reserve placed the pod: it holds no nomination and sits in no backoff any more."""
+        self.end_nomination(state, key)
+        self._parked.pop(key, None)
 
 
 def _position(units: list[Unit], unit: QueueUnit) -> int:

@@ -193,7 +193,7 @@ class Scheduler:
             self._class_fit.clear()
             self._static_epoch = state.topology_epoch
 
-        state.begin_cycle()
+        self._queue.begin_cycle(state)
         # 1. QueueSort: heads first; a gang is one unit, ordered by its best member. Parked
         #    pods (fit nowhere, nothing freed since) sit this cycle out.
         units: list[Unit] = self._queue.units(state)
@@ -204,7 +204,7 @@ class Scheduler:
         unschedulable = plan.unschedulable
         bindings = plan.bindings
         preemption = self.config.preemption
-        nominations = state.nominations
+        nominations = self._queue.nominations
         request_keys = cycle.request_keys
         no_victims = cycle.no_victims
         pending = state.pending_by_key.get
@@ -249,7 +249,7 @@ class Scheduler:
             ):
                 self._preempt(state, cycle, unit, plan)
             parked.append(key)
-        state.park_all(parked)
+        self._queue.park_all(state, parked)
         self._queue.reached(state, units, reached)
 
         # 8. Shed: every over Shed budget gives back its fewest, lowest-priority pods.
@@ -259,16 +259,22 @@ class Scheduler:
                 plan.evictions.append(eviction)
         return plan
 
+    @property
+    def queue(self) -> SchedulingQueue:
+        """The pending pods' order, backoff and nominations (the loop reports preemptors)."""
+        return self._queue
+
+    def _reserve(self, state: ClusterState, pod: Pod, node: str) -> None:
+        """5. Reserve: count the pod on the node in the ledger before the bind is sent."""
+        state.assume(pod.key, node)
+        self._queue.assumed(state, pod.key)
+
     # -- 2. PreFilter ---------------------------------------------------------------------------
 
     def _reserve_for_nominees(self, state: ClusterState, cycle: _Cycle) -> None:
-        for key in sorted(state.nominations):
-            nomination = state.nominations[key]
-            pod = state.pods.get(key)
-            if pod is None or not state.is_pending(key) or nomination.node not in state.nodes:
-                state.clear_nomination(key)
-                continue
-            self._hold(state, cycle, pod, nomination.node, 1)
+        nominations = self._queue.nominations
+        for key in sorted(nominations):
+            self._hold(state, cycle, state.pods[key], nominations[key].node, 1)
 
     def _hold(self, state: ClusterState, cycle: _Cycle, pod: Pod, node: str, sign: int) -> None:
         held = cycle.reserved_nodes.setdefault(node, {})
@@ -285,13 +291,13 @@ class Scheduler:
     # -- single pods: 3. Filter, 4. Score, 5. Reserve, 7. PostFilter ---------------------------
 
     def _schedule_pod(self, state: ClusterState, cycle: _Cycle, pod: Pod, plan: Plan) -> None:
-        nomination = state.nomination(pod.key) if state.nominations else None
+        nomination = self._queue.nomination(pod.key) if self._queue.nominations else None
         if nomination is not None:
             # A nominee does not compete with the room it holds for itself.
             self._hold(state, cycle, pod, nomination.node, -1)
         node, message = self._find_node(state, cycle, pod, {}, cacheable=nomination is None)
         if node is not None:
-            state.assume(pod.key, node)  # 5. Reserve
+            self._reserve(state, pod, node)  # 5. Reserve
             cycle.placed(pod)
             plan.bindings.append(Binding(pod.key, node))
             return
@@ -300,7 +306,7 @@ class Scheduler:
         plan.unschedulable.append(Unschedulable(pod.key, message))
         if self.config.preemption:
             self._preempt(state, cycle, pod, plan)
-        state.park(pod.key)
+        self._queue.park(state, pod.key)
 
     def _find_node(
         self,
@@ -547,7 +553,7 @@ class Scheduler:
             plan.unschedulable.extend(
                 Unschedulable(m.key, message, INVALID_GANG_REASON) for m in unit.members
             )
-            state.park_gang(gang, (m.key for m in unit.members), ())
+            self._queue.park_gang(state, gang, (m.key for m in unit.members), ())
             return
         present = unit.placed_members + len(unit.members)
         if present < unit.gang_size:
@@ -556,7 +562,7 @@ class Scheduler:
                 "waiting for the rest before placing any"
             )
             plan.unschedulable.extend(Unschedulable(m.key, message) for m in unit.members)
-            state.park_gang(gang, (m.key for m in unit.members), ())
+            self._queue.park_gang(state, gang, (m.key for m in unit.members), ())
             return
         topology = self._gang_topology(state, gang)
         reserved: list[tuple[Pod, str]] = []
@@ -576,9 +582,9 @@ class Scheduler:
                     f"pending members placed); {member.namespace}/{member.name}: {message}"
                 )
                 plan.unschedulable.extend(Unschedulable(m.key, denial) for m in unit.members)
-                state.park_gang(gang, (m.key for m in unit.members), domains)
+                self._queue.park_gang(state, gang, (m.key for m in unit.members), domains)
                 return
-            state.assume(member.key, node)
+            self._reserve(state, member, node)
             cycle.placed(member)
             reserved.append((member, node))
             self._count_topology(topology, state.nodes[node])
@@ -649,12 +655,12 @@ class Scheduler:
         in the state it does not preempt again, and PreFilter holds its room against everyone
         else; once the victims are gone the nomination ends with the pod's placement, or, if it
         still does not fit (the world changed), it may preempt afresh."""
-        nomination = state.nomination(pod.key)
+        nomination = self._queue.nomination(pod.key)
         if nomination is not None:
             if any(victim in state.pods for victim in nomination.victims):
                 return
             self._hold(state, cycle, pod, nomination.node, -1)
-            state.clear_nomination(pod.key)
+            self._queue.end_nomination(state, pod.key)
         shape = PodShape.of(pod)
         requests = cycle.requests_of(pod)
         miss_key = (shape, requests, pod.priority)
@@ -678,5 +684,5 @@ class Scheduler:
             state.mark_evicting(victim_pod.key)
             cycle.going.add(victim_pod.key)
             plan.evictions.append(Eviction(victim_pod.key, victim_node, PREEMPTED_REASON, None))
-        state.nominate(pod.key, choice.node, tuple(p.key for p, _ in victims))
+        self._queue.nominate(state, pod.key, choice.node, tuple(p.key for p, _ in victims))
         self._hold(state, cycle, pod, choice.node, 1)

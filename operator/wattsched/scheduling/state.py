@@ -1,10 +1,16 @@
-"""ClusterState: the in-memory world the operator's cache and the simulator both mutate.
+"""ClusterState: the objects, their placements and the ledger; kube-scheduler's Cache.
 
-It is owned by one task (the scheduling loop, or the simulator's driver), so nothing here locks.
-Pods live in two places: placed (bound by the API, or assumed by us and not yet confirmed) and
-pending (the queue). Assume/forget follow kube-scheduler's protocol: a placement is counted the
-moment it is decided, and only a definite failure gives it back, so two cycles can never book the
-same device or watt while a bind is in flight.
+The operator's cache and the simulator both write it; the scheduler's Reserve step assumes into
+it. It is owned by one task (the scheduling loop, or the simulator's driver), so nothing here
+locks. Pods live in two places: placed (bound by the API, or assumed by us and not yet confirmed)
+and pending. Assume/forget follow kube-scheduler's protocol: a placement is counted the moment it
+is decided, and only a definite failure gives it back, so two cycles can never book the same
+device or watt while a bind is in flight.
+
+What the queue needs to know about changes is kept here as plain facts it reads: revisions
+(a pod or a gang changed), the room epoch (room was freed somewhere), room freed per domain, and
+the log of pods that joined the pending set. Which pods are parked, and who is nominated where,
+is the queue's own business (`queue.SchedulingQueue`).
 """
 
 from __future__ import annotations
@@ -47,17 +53,6 @@ class BudgetStatus:
         return self.headroom_watts < 0
 
 
-@dataclass(frozen=True, slots=True)
-class GangPark:
-    """A gang denied whole at `cycle`: the domains its members could use, and how often room had
-    been freed in each by then. It stays parked while none of them has freed room since."""
-
-    topology_epoch: int
-    cycle: int
-    domains: tuple[str, ...]
-    freed: tuple[int, ...]
-
-
 def pool_domain(pool: str | None) -> str:
     """The room domain of a pool's nodes (nodes of no pool share one): see `park_gang`."""
     return f"pool:{pool or ''}"
@@ -65,14 +60,6 @@ def pool_domain(pool: str | None) -> str:
 
 def budget_domain(budget: str) -> str:
     return f"budget:{budget}"
-
-
-@dataclass(frozen=True, slots=True)
-class Nomination:
-    """A preemptor waiting for its victims to go: it holds their room and does not preempt again."""
-
-    node: str
-    victims: tuple[PodKey, ...]
 
 
 class ClusterState:
@@ -87,8 +74,11 @@ class ClusterState:
         self._assumed: set[PodKey] = set()
         self._pending: dict[PodKey, Pod] = {}
         self._evicting: set[PodKey] = set()
-        self._nominations: dict[PodKey, Nomination] = {}
         self._gangs: dict[str, set[PodKey]] = {}
+        # Bumped on every upsert of the pod / of any member of the gang: a park taken before
+        # no longer holds (the pod may fit now, the gang may be complete now).
+        self._revisions: dict[PodKey, int] = {}
+        self._gang_revisions: dict[str, int] = {}
         # Keyed by node name whether or not the node exists: a pod may be watched before its node.
         self._node_usage: dict[str, dict[str, int]] = {}
         self._node_pods: dict[str, set[PodKey]] = {}
@@ -96,11 +86,9 @@ class ClusterState:
         self._node_budgets: dict[str, tuple[str, ...]] = {}
         self.ledger = Ledger()
         self.topology_epoch = next(_EPOCHS)
-        # The backoff queue, kube-scheduler's unschedulableQ: a pod that fit nowhere is parked
-        # with the room epoch it failed at. Within a cycle nodes only fill up, so until room
-        # may have been freed (a pod leaves, a node or budget changes) it would fail again.
+        # Bumped whenever room may have been freed (a pod leaves, a node or budget changes):
+        # within a cycle nodes only fill up, so a pod that fit nowhere fails again until then.
         self.room_epoch = 0
-        self.cycle = 0
         # Bumped whenever a pod joins the queue. Pods only leaving it keep the order of the
         # rest, so a scheduler may keep its sorted queue across cycles while this holds still,
         # and merge in only the pods that joined since (`joined_since`) when it moves.
@@ -108,13 +96,11 @@ class ClusterState:
         self.queue_version = 0
         self._joined: list[Pod] = []  # the pods behind versions _joined_base+1 .. queue_version
         self._joined_base = 0
-        self._parked: dict[PodKey, tuple[int, int]] = {}
         # Room freed per domain (a pool's nodes, a budget's nodes), for gangs: one completion
-        # anywhere bumps `room_epoch` and wakes every parked pod, but a gang denied whole can
-        # only fit again once room comes back where its members could go (see `park_gang`).
+        # anywhere bumps `room_epoch`, but a gang denied whole can only fit again once room
+        # comes back where its members could go (see `SchedulingQueue.park_gang`).
         self._node_domains: dict[str, tuple[str, ...]] = {}
         self._freed_in: dict[str, int] = {}
-        self._parked_gangs: dict[str, GangPark] = {}
 
     @classmethod
     def from_objects(
@@ -235,14 +221,12 @@ class ClusterState:
         assumed_node = self._placement.get(key) if key in self._assumed else None
         self._drop(key)
         self._pods[key] = pod
+        self._revisions[key] = next(_EPOCHS)
         if pod.gang is not None:
             self._gangs.setdefault(pod.gang, set()).add(key)
-            for member in self._gangs[pod.gang]:  # a new member may complete the gang
-                self._parked.pop(member, None)
-            self._parked_gangs.pop(pod.gang, None)
+            self._gang_revisions[pod.gang] = next(_EPOCHS)  # it may be complete now
         if pod.node_name is not None:
             self._place(pod, pod.node_name)
-            self._end_nomination(key)
         elif assumed_node is not None:
             self._place(pod, assumed_node)
             self._assumed.add(key)
@@ -252,7 +236,7 @@ class ClusterState:
 
     def remove_pod(self, key: PodKey) -> None:
         self._drop(key)
-        self._end_nomination(key)
+        self._revisions.pop(key, None)
 
     def _drop(self, key: PodKey) -> None:
         pod = self._pods.pop(key, None)
@@ -262,13 +246,12 @@ class ClusterState:
         self._assumed.discard(key)
         self._pending.pop(key, None)
         self._evicting.discard(key)
-        self._parked.pop(key, None)
         if pod.gang is not None:
             members = self._gangs[pod.gang]
             members.discard(key)
             if not members:
                 del self._gangs[pod.gang]
-                self._parked_gangs.pop(pod.gang, None)
+                self._gang_revisions.pop(pod.gang, None)
 
     def assume(self, key: PodKey, node: str) -> None:
         """Reserve: count a pending pod on `node` now, before the bind is sent."""
@@ -277,8 +260,6 @@ class ClusterState:
             raise ValueError(f"cannot assume pod {key[0]}/{key[1]}: it is not pending")
         self._place(pod, node)
         self._assumed.add(key)
-        self._end_nomination(key)
-        self._parked.pop(key, None)
 
     def forget(self, key: PodKey, room_freed: bool = True) -> None:
         """Unreserve: the bind definitely failed (or a gang was denied), so the pod queues again.
@@ -317,6 +298,11 @@ class ClusterState:
         if key in self._placement:
             self._evicting.add(key)
 
+    def clear_evicting(self, key: PodKey) -> None:
+        """The eviction did not happen (a PodDisruptionBudget refused it): the pod is placed
+        like any other again, so the next Shed or preemption may pick it anew."""
+        self._evicting.discard(key)
+
     def _place(self, pod: Pod, node: str) -> None:
         self._placement[pod.key] = node
         usage = self._node_usage.setdefault(node, {})
@@ -332,7 +318,7 @@ class ClusterState:
             return
         if room_freed:
             self.room_epoch += 1
-            self._room_freed_on(node)
+            self.room_freed_on(node)
         usage = self._node_usage[node]
         for resource, quantity in pod.requests.items():
             left = usage.get(resource, 0) - quantity
@@ -347,92 +333,24 @@ class ClusterState:
             del self._node_usage[node]
         self._refresh_node_usage(node)
 
-    # -- the backoff queue ----------------------------------------------------------------------
+    # -- what the queue reads ------------------------------------------------------------------
 
-    def begin_cycle(self) -> int:
-        self.cycle += 1
-        return self.cycle
+    def revision(self, key: PodKey) -> int:
+        """Changes whenever the pod is upserted: a mark taken at another revision is stale."""
+        return self._revisions.get(key, 0)
 
-    def park(self, key: PodKey) -> None:
-        """A pending pod fit nowhere this cycle: skip it until room may have been freed."""
-        if key in self._pending:
-            self._parked[key] = (self.room_epoch, self.cycle)
+    def gang_revision(self, gang: str) -> int:
+        return self._gang_revisions.get(gang, 0)
 
-    def park_all(self, keys: Iterable[PodKey]) -> None:
-        """`park` for each key, sharing one mark."""
-        mark = (self.room_epoch, self.cycle)
-        pending = self._pending
-        self._parked.update((key, mark) for key in keys if key in pending)
-
-    def park_gang(self, gang: str, keys: Iterable[PodKey], domains: tuple[str, ...]) -> None:
-        """A gang could not be placed whole: park its pending members, and remember the room
-        domains (`pool_domain`, `budget_domain`) its members could go to.
-
-        It stays parked until room is freed in one of those domains, not anywhere: Permit never
-        preempts, so only freed room (or a new member, or a node, pool or budget change) can
-        turn a denial around, and a denied gang otherwise costs a trial placement of its
-        members every cycle. A gang waiting for members passes no domains: room is not what it
-        waits for.
-        """
-        for key in keys:
-            self.park(key)
-        freed = self._freed_in
-        self._parked_gangs[gang] = GangPark(
-            self.topology_epoch, self.cycle, domains, tuple(freed.get(d, 0) for d in domains)
-        )
-
-    def gang_still_parked(self, gang: str, cycle: int) -> bool:
-        """The gang was parked at `cycle` and no room was freed since in any of its domains."""
-        park = self._parked_gangs.get(gang)
-        if park is None or park.cycle != cycle or park.topology_epoch != self.topology_epoch:
-            return False
-        freed = self._freed_in
-        return all(freed.get(d, 0) == n for d, n in zip(park.domains, park.freed, strict=True))
-
-    def _room_freed_on(self, node: str) -> None:
+    def room_freed_on(self, node: str) -> None:
+        """Room came back on `node`: for gangs parked on the domains the node is in."""
         freed = self._freed_in
         for domain in self._node_domains.get(node, ()):
             freed[domain] = freed.get(domain, 0) + 1
 
-    def is_parked(self, key: PodKey, flush_cycles: int) -> bool:
-        """Parked, nothing freed since (for a gang member: nowhere its gang could go), and not
-        yet due for the periodic retry.
-
-        The periodic retry exists because placements can also *create* chances: a pod that found
-        no victim may find one after lower-priority pods were placed.
-        """
-        parked = self._parked.get(key)
-        if parked is None:
-            return False
-        room_epoch, cycle = parked
-        if self.cycle - cycle >= flush_cycles:
-            return False
-        if room_epoch == self.room_epoch:
-            return True
-        gang = self._pods[key].gang
-        return gang is not None and self.gang_still_parked(gang, cycle)
-
-    # -- nominations (see scheduler step 7) ----------------------------------------------------
-
-    def nominate(self, key: PodKey, node: str, victims: tuple[PodKey, ...]) -> None:
-        self._end_nomination(key)  # a nominee moving on gives its old room back
-        self._nominations[key] = Nomination(node, victims)
-
-    def clear_nomination(self, key: PodKey) -> None:
-        self._end_nomination(key)
-
-    def _end_nomination(self, key: PodKey) -> None:
-        """The room a nominee held on its node is no longer held: for gangs, room freed there."""
-        nomination = self._nominations.pop(key, None)
-        if nomination is not None:
-            self._room_freed_on(nomination.node)
-
-    def nomination(self, key: PodKey) -> Nomination | None:
-        return self._nominations.get(key)
-
-    @property
-    def nominations(self) -> Mapping[PodKey, Nomination]:
-        return self._nominations
+    def freed_in(self, domain: str) -> int:
+        """How often room has been freed in a domain (a pool's nodes, a budget's nodes)."""
+        return self._freed_in.get(domain, 0)
 
     # -- read access -----------------------------------------------------------------------------
 
@@ -538,10 +456,6 @@ class ClusterState:
         for key in sorted(self._gangs.get(gang, ())):
             sizes.setdefault(self._pods[key].gang_size, []).append(key)
         return sizes
-
-    @property
-    def parked(self) -> Mapping[PodKey, tuple[int, int]]:
-        return self._parked
 
     def gang_members(self, gang: str) -> list[Pod]:
         return [self._pods[key] for key in sorted(self._gangs.get(gang, ()))]
