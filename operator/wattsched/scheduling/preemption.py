@@ -16,8 +16,13 @@ from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 
 from wattsched.power.watts import delta_watts, fits
-from wattsched.scheduling.filters import devices_requested, resource_reason
-from wattsched.scheduling.model import Budget, Node, Pod, PodKey, Pool
+from wattsched.scheduling.filters import PodShape, devices_requested, resource_reason
+from wattsched.scheduling.fit import NodeFit
+from wattsched.scheduling.framework import Cycle, Requests
+from wattsched.scheduling.model import Budget, Eviction, Node, Pod, PodKey, Pool
+from wattsched.scheduling.nodeclasses import NodeClasses
+from wattsched.scheduling.nominated import hold
+from wattsched.scheduling.queue import SchedulingQueue
 from wattsched.scheduling.state import ClusterState
 from wattsched.scheduling.victims import Victim, freed_by_budget, freed_on_node, victim_of
 
@@ -156,3 +161,100 @@ def select_victims(
             if best is None or rank < best[0]:
                 best = (rank, Preemption(node.name, tuple(victims)))
     return None if best is None else best[1]
+
+
+class DefaultPreemption:
+    """7. PostFilter: for a pod that fits nowhere, evict lower-priority victims and nominate it.
+
+    The preemptor is nominated to the victims' node. While any victim is still in the state it
+    does not preempt again, and PreFilter holds its room against everyone else; once the victims
+    are gone the nomination ends with the pod's placement, or, if it still does not fit (the
+    world changed), it may preempt afresh.
+
+    Its scratch for one cycle cannot change an answer: a (shape, requests, priority) that found
+    no victim finds none again until room is freed (placements only add candidates of the
+    placed pods' priority, which `lowest_victim_priority` tracks, so a twin that could now find
+    one is not skipped); and the lowest priority any candidate has only falls as pods are placed.
+    """
+
+    name = "DefaultPreemption"
+
+    def __init__(self, queue: SchedulingQueue, classes: NodeClasses, fit: NodeFit) -> None:
+        self._queue = queue
+        self._classes = classes
+        self._fit = fit
+        self._no_victims: set[tuple[PodShape, Requests, int]] = set()
+        # The lowest priority any possible victim has; None until first needed.
+        self._lowest: int | None = None
+        self._lowest_known = False
+
+    def begin_cycle(self, cycle: Cycle) -> None:
+        self._no_victims.clear()
+        self._lowest = None
+        self._lowest_known = False
+        cycle.when_room_freed(self._no_victims.clear)
+        cycle.when_placed(self._placed)
+
+    def _placed(self, pod: Pod) -> None:
+        if self._lowest_known and pod.managed:
+            low = self._lowest
+            self._lowest = pod.priority if low is None else min(low, pod.priority)
+
+    def worth_trying(self, pod: Pod, shape: PodShape, requests: Requests) -> bool:
+        """The tests `post_filter` makes first, for a pod without a nomination, without the
+        call: a twin of the same priority that found no victim settles this one too."""
+        return (
+            not self._lowest_known or (self._lowest is not None and pod.priority > self._lowest)
+        ) and (shape, requests, pod.priority) not in self._no_victims
+
+    def post_filter(self, cycle: Cycle, pod: Pod) -> None:
+        state = cycle.state
+        nomination = self._queue.nomination(pod.key)
+        if nomination is not None:
+            if any(victim in state.pods for victim in nomination.victims):
+                return
+            hold(cycle, pod, nomination.node, -1)
+            self._queue.end_nomination(state, pod.key)
+        shape = PodShape.of(pod)
+        requests = self._fit.requests_of(pod)
+        miss_key = (shape, requests, pod.priority)
+        if miss_key in self._no_victims:
+            return
+        if not self._victims_may_exist(state, pod):
+            return  # nobody anywhere has a lower priority: no node needs to be looked at
+        # Only the classes the pod could ever fit, guarded ones (fail closed) included alone.
+        candidates, _ = self._classes.candidates(state, shape, requests)
+        classes: Sequence[NodeCandidates] = [
+            NodeCandidates(c.pool, c.budgets, c.nodes) for _, c, _, _ in candidates
+        ]
+        choice = select_victims(
+            state, pod, requests, classes, cycle.held.nodes, cycle.held.it_watts, cycle.going
+        )
+        if choice is None:
+            self._no_victims.add(miss_key)
+            return
+        victims = tuple(p for victim in choice.victims for p in victim.placed)
+        for victim_pod, victim_node in victims:
+            state.mark_evicting(victim_pod.key)
+            cycle.going.add(victim_pod.key)
+            cycle.plan.evictions.append(
+                Eviction(victim_pod.key, victim_node, PREEMPTED_REASON, None)
+            )
+        self._queue.nominate(state, pod.key, choice.node, tuple(p.key for p, _ in victims))
+        hold(cycle, pod, choice.node, 1)
+
+    def _victims_may_exist(self, state: ClusterState, pod: Pod) -> bool:
+        if not self._lowest_known:
+            pods = state.pods
+            evicting = state.evicting
+            self._lowest = min(
+                (
+                    pods[key].priority
+                    for key in state.placement
+                    if pods[key].managed and key not in evicting
+                ),
+                default=None,
+            )
+            self._lowest_known = True
+        lowest = self._lowest
+        return lowest is not None and pod.priority > lowest

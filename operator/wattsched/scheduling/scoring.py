@@ -12,6 +12,7 @@ from typing import Protocol
 
 from wattsched.power.ledger import BudgetUsage
 from wattsched.power.watts import facility_watts
+from wattsched.scheduling.config import SchedulerConfig
 from wattsched.scheduling.model import Budget, Node, Pool
 
 MAX_SCORE = 100
@@ -121,3 +122,16 @@ class PowerHeadroom:
             headroom = allocatable - facility_watts(usage[budget.name].it_watts, budget.pue_milli)
             tightest = min(tightest, max(0, headroom) * MAX_SCORE // allocatable)
         return tightest
+
+
+def score_plugins(config: SchedulerConfig) -> tuple[tuple[int, ScorePlugin], ...]:
+    """The Score plugins the weights switch on, with their weights; 0 saves a plugin's cost."""
+    weights = config.weights
+    plugins: list[tuple[int, ScorePlugin]] = []
+    if weights.device_packing:
+        plugins.append((weights.device_packing, DevicePacking()))
+    if weights.gang_topology:
+        plugins.append((weights.gang_topology, GangTopology(config.topology_keys)))
+    if weights.power_headroom:
+        plugins.append((weights.power_headroom, PowerHeadroom()))
+    return tuple(plugins)
