@@ -45,12 +45,13 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Mapping, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script: make `e2e` importable
@@ -67,9 +68,11 @@ from e2e.fleet import (  # noqa: E402
     fleet_nodes,
     load_fleet,
 )
+from e2e.operator_process import OperatorProcess  # noqa: E402
 from e2e.providers.build import KUBERNETES_VERSION, ensure_control_plane  # noqa: E402
 from e2e.providers.local import LocalControlPlane, free_port  # noqa: E402
 from e2e.providers.rest import JSON, KubeError, KubeREST  # noqa: E402
+from wattsched.percentile import nearest_rank, percentile  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 SITE_FILE = REPO / "examples" / "ulsan" / "fleet" / "site.yaml"
@@ -154,7 +157,7 @@ class BudgetSpec:
     selector: Mapping[str, str]
     limit_watts: int
     reserve_percent: int
-    pue_milli: int = 1000
+    pue_milli: int = 1000  # PUE in thousandths (the API's "1.25" is 1250): exact, integer
 
     @property
     def allocatable_watts(self) -> int:
@@ -299,7 +302,7 @@ def budget_manifest(budget: BudgetSpec) -> JSON:
             "nodeSelector": {"matchLabels": dict(budget.selector)},
             "limit": f"{budget.limit_watts // 1000}kW",
             "reservePercent": budget.reserve_percent,
-            "pue": f"{budget.pue_milli / 1000:.3f}",
+            "pue": f"{budget.pue_milli // 1000}.{budget.pue_milli % 1000:03d}",
             # Admit: the benchmark measures placement; shedding is another benchmark's story.
             "enforcement": "Admit",
         },
@@ -363,7 +366,14 @@ def check_power(
     nodes: Iterable[JSON], pods: Iterable[JSON], pools: Sequence[PoolSpec],
     budgets: Sequence[BudgetSpec],
 ) -> PowerCheck:  # fmt: skip
-    """Committed watts per budget from the bound pods, the nodes and the pools' profiles."""
+    """Committed watts per budget from the bound pods, the nodes and the pools' profiles.
+
+    Independent of wattsched's engine, and exact: IT watts are summed per budget as integers,
+    then multiplied by the PUE in thousandths, which is facility power in milliwatts. Nothing
+    is rounded per node (a floor per node would hide an overrun of almost a watt a node; a
+    ceiling would invent one), and a budget is over exactly when those milliwatts exceed its
+    allocatable; the reported committed and over watts are rounded up from there, so an
+    overrun never reads as 0 W."""
     by_node: dict[str, dict[str, int]] = {}
     for pod in pods:
         node = pod["spec"].get("nodeName")
@@ -372,7 +382,7 @@ def check_power(
         used = by_node.setdefault(node, {})
         for name, count in _pod_requests(pod).items():
             used[name] = used.get(name, 0) + count
-    committed = {b.name: 0 for b in budgets}
+    it_watts = {b.name: 0 for b in budgets}
     overcommits = 0
     for node in nodes:
         name = node["metadata"]["name"]
@@ -388,17 +398,18 @@ def check_power(
         watts = pool.profile.node_watts(devices, allocated)
         for budget in budgets:
             if _selects(budget.selector, labels):
-                committed[budget.name] += watts * budget.pue_milli // 1000
-    rows = []
+                it_watts[budget.name] += watts
+    rows: list[JSON] = []
     for budget in budgets:
-        over = committed[budget.name] - budget.allocatable_watts
+        facility_milliwatts = it_watts[budget.name] * budget.pue_milli
+        over_milliwatts = facility_milliwatts - budget.allocatable_watts * 1000
         rows.append({
             "budget": budget.name,
             "limit_watts": budget.limit_watts,
             "allocatable_watts": budget.allocatable_watts,
-            "committed_watts": committed[budget.name],
-            "over_watts": max(0, over),
-            "violated": over > 0,
+            "committed_watts": _milliwatts_to_watts_up(facility_milliwatts),
+            "over_watts": _milliwatts_to_watts_up(max(0, over_milliwatts)),
+            "violated": over_milliwatts > 0,
         })  # fmt: skip
     return PowerCheck(
         budgets=rows,
@@ -408,16 +419,11 @@ def check_power(
     )
 
 
+def _milliwatts_to_watts_up(milliwatts: int) -> int:
+    return -(-milliwatts // 1000)
+
+
 # -- processes (/proc) ------------------------------------------------------------------------
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile, ``q`` in [0, 100]; NaN for no values."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[min(rank, len(ordered)) - 1]
 
 
 def parse_stat_cpu_ticks(stat: str) -> int:
@@ -453,29 +459,35 @@ def load_average() -> dict[str, float]:
 # -- the schedulers under test ---------------------------------------------------------------
 
 
-class SchedulerProcess:
-    """One scheduler as a child process in its own session, with its log in the run folder."""
+def _get(url: str, context: ssl.SSLContext | None = None) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, context=context, timeout=2) as response:
+            return int(response.status), response.read().decode(errors="replace")
+    except urllib.error.HTTPError as err:
+        return int(err.code), ""
+    except OSError:
+        return 0, ""
 
-    name = ""
+
+class KubeScheduler:
+    """kube-scheduler of the same release: default profile, client QPS/burst 5000, no election;
+    a child process in its own session, its log in the run folder."""
+
+    name = KUBE_SCHEDULER
 
     def __init__(self, plane: LocalControlPlane, workdir: Path) -> None:
         self.plane = plane
         self.workdir = workdir
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / f"{self.name}.log"
+        self.port = 0
 
     @property
     def pid(self) -> int:
         assert self.process is not None
         return self.process.pid
 
-    def argv(self) -> list[str]:
-        raise NotImplementedError
-
-    def is_ready(self) -> bool:
-        raise NotImplementedError
-
-    def start(self) -> SchedulerProcess:
+    def start(self) -> KubeScheduler:
         argv = self.argv()
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
@@ -511,22 +523,6 @@ class SchedulerProcess:
         except OSError:
             return "(no log)"
 
-
-def _get(url: str, context: ssl.SSLContext | None = None) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, context=context, timeout=2) as response:
-            return int(response.status), response.read().decode(errors="replace")
-    except urllib.error.HTTPError as err:
-        return int(err.code), ""
-    except OSError:
-        return 0, ""
-
-
-class KubeScheduler(SchedulerProcess):
-    """kube-scheduler of the same release: default profile, client QPS/burst 5000, no election."""
-
-    name = KUBE_SCHEDULER
-
     def argv(self) -> list[str]:
         self.port = free_port()
         kubeconfig = str(self.plane.kubeconfig)
@@ -560,37 +556,51 @@ class KubeScheduler(SchedulerProcess):
         return _get(f"https://127.0.0.1:{self.port}/readyz", context)[0] == 200
 
 
-class Wattsched(SchedulerProcess):
-    """`python -m wattsched run` with its default configuration; ready once it leads."""
+class Wattsched:
+    """`python -m wattsched run` through the one wrapper of the operator process
+    (e2e/operator_process.py): the chart's defaults, JSON logs; ready once it holds the Lease."""
 
     name = WATTSCHED
 
-    def argv(self) -> list[str]:
-        self.port = free_port()
-        self.lease_name = f"bench-{os.getpid()}-{self.port}"  # never an old holder's lease
-        return [
-            sys.executable, "-m", "wattsched", "run",
-            "--kubeconfig", str(self.plane.kubeconfig),
-            "--scheduler-name", SCHEDULER_NAMES[WATTSCHED],
-            "--metrics-port", str(self.port),
-            "--bind-address", "127.0.0.1",
-            "--lease-namespace", LEASE_NAMESPACE,
-            "--lease-name", self.lease_name,
-            "--log-format", "json",
-        ]  # fmt: skip
-
-    def is_ready(self) -> bool:
-        if _get(f"http://127.0.0.1:{self.port}/readyz")[0] != 200:
-            return False
-        status, text = _get(f"http://127.0.0.1:{self.port}/metrics")
-        return status == 200 and any(
-            line.startswith("wattsched_leader ") and float(line.split()[1]) == 1.0
-            for line in text.splitlines()
+    def __init__(self, plane: LocalControlPlane, workdir: Path) -> None:
+        self.operator = OperatorProcess(
+            plane.kubeconfig,
+            workdir / f"{self.name}.log",
+            lease_namespace=LEASE_NAMESPACE,
+            scheduler_name=SCHEDULER_NAMES[WATTSCHED],
+            lease_name=f"bench-{os.getpid()}-{uuid.uuid4().hex[:8]}",  # never an old holder's
+            log_format="json",
         )
 
+    @property
+    def pid(self) -> int:
+        return self.operator.pid
 
-SCHEDULERS: dict[str, type[SchedulerProcess]] = {KUBE_SCHEDULER: KubeScheduler,
-                                                 WATTSCHED: Wattsched}  # fmt: skip
+    def start(self) -> Wattsched:
+        self.operator.start().wait_ready(READY_TIMEOUT_SECONDS, leading=True)
+        return self
+
+    def stop(self) -> None:
+        self.operator.stop()
+
+
+class SchedulerUnderTest(Protocol):
+    """What a run needs of a scheduler: start it (ready when this returns), its pid, stop it."""
+
+    name: str
+
+    @property
+    def pid(self) -> int: ...
+
+    def start(self) -> SchedulerUnderTest: ...
+
+    def stop(self) -> None: ...
+
+
+SCHEDULERS: dict[str, Callable[[LocalControlPlane, Path], SchedulerUnderTest]] = {
+    KUBE_SCHEDULER: KubeScheduler,
+    WATTSCHED: Wattsched,
+}
 
 
 # -- watching bindings -------------------------------------------------------------------------
@@ -1032,9 +1042,10 @@ def bench_nodes(
 
 
 def _median_run(runs: Sequence[RunFigures]) -> RunFigures:
-    """The run whose throughput is the median (the lower middle for an even count)."""
+    """The run whose throughput is the median (nearest rank: the lower middle of an even
+    count)."""
     ordered = sorted(runs, key=lambda r: r.throughput_pods_per_second)
-    return ordered[(len(ordered) - 1) // 2]
+    return ordered[nearest_rank(len(ordered), 50) - 1]
 
 
 # -- report --------------------------------------------------------------------------------------
@@ -1160,10 +1171,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.render:
-        report = json.loads((RESULTS / "e2e.json").read_text())
-        (RESULTS / "e2e.md").write_text(markdown(report))
-        print(table(report["results"]))
-        _print_ratios(report["results"])
+        recorded: JSON = json.loads((RESULTS / "e2e.json").read_text())
+        (RESULTS / "e2e.md").write_text(markdown(recorded))
+        print(table(recorded["results"]))
+        _print_ratios(recorded["results"])
         return 0
     node_counts = [int(n) for n in args.nodes.split(",") if n.strip()]
     schedulers = [s.strip() for s in args.schedulers.split(",") if s.strip()]

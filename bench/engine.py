@@ -28,6 +28,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from wattsched.percentile import percentile
 from wattsched.power import format_watts, recompute_ledger
 from wattsched.power.watts import facility_watts
 from wattsched.scheduling import (
@@ -234,13 +235,6 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def run_wattsched(
     nodes: list[Node],
     pools: list[Pool],
@@ -301,8 +295,8 @@ def run_wattsched(
         "pod_decisions": decisions,
         "decisions_per_second": round(decisions / total) if total else 0,
         "decisions_per_cpu_second": round(decisions / cpu_seconds) if cpu_seconds else 0,
-        "cycle_p50_ms": round(percentile(latencies, 0.50) * 1000, 1),
-        "cycle_p99_ms": round(percentile(latencies, 0.99) * 1000, 1),
+        "cycle_p50_ms": round(percentile(latencies, 50) * 1000, 1),
+        "cycle_p99_ms": round(percentile(latencies, 99) * 1000, 1),
         "peak_rss_mib": round(peak_rss_mib()),
         "budgets": [],
     }

@@ -19,7 +19,6 @@ import contextlib
 import os
 import random
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -30,8 +29,8 @@ from typing import Any
 import yaml
 
 from e2e.fleet import apply_fleet
+from e2e.operator_process import OperatorProcess
 from e2e.providers.build import binaries
-from e2e.providers.local import free_port
 from e2e.providers.local import main as local_main
 from e2e.providers.rest import KubeError, KubeREST
 from e2e.suite.kube import Kubectl
@@ -215,19 +214,19 @@ def run_demo(scale: float, stop_at_end: bool, settle_seconds: float, crds: Path)
             kubectl.run("create", "serviceaccount", "default", "-n", namespace,
                     check=False)  # fmt: skip
 
-        port = free_port()
         log_path = DEMO_DIR / "operator.log"
-        say(f"starting `wattsched run` (log {log_path}, metrics http://127.0.0.1:{port}/metrics)")
-        with log_path.open("wb") as log:
-            # Its own session, so it outlives this command for the admin to explore.
-            operator = subprocess.Popen(
-                [sys.executable, "-m", "wattsched", "run", "--kubeconfig", str(kubeconfig),
-                 "--bind-address", "127.0.0.1", "--metrics-port", str(port),
-                 "--lease-namespace", LEASE_NAMESPACE, "--status-interval-seconds", "1"],
-                cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )  # fmt: skip
+        log_path.unlink(missing_ok=True)  # this demo's log only
+        # Its own session and no parent-death signal: it outlives this command for the admin
+        # to explore, until `make demo-down` stops it by the pid file.
+        operator = OperatorProcess(
+            kubeconfig,
+            log_path,
+            lease_namespace=LEASE_NAMESPACE,
+            status_interval_seconds=1,
+            outlive_parent=True,
+        ).start()
         (DEMO_DIR / "operator.pid").write_text(f"{operator.pid}\n")
+        say(f"started `wattsched run` (log {log_path}, metrics {operator.url}/metrics)")
 
         pods = list(workload(scale))
         gangs = len({p["metadata"]["labels"].get("wattsched.io/gang") for p in pods} - {None})
@@ -237,7 +236,7 @@ def run_demo(scale: float, stop_at_end: bool, settle_seconds: float, crds: Path)
         started, last, stable = time.monotonic(), (-1, -1, -1), 0
         while time.monotonic() - started < settle_seconds:
             time.sleep(2)
-            if operator.poll() is not None:
+            if not operator.alive():
                 say(f"the operator exited with {operator.returncode}; see {log_path}")
                 stop_at_end = True
                 return 1

@@ -27,10 +27,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from e2e.operator_process import OperatorProcess, wattsched_run_available
 from e2e.providers.build import BuildError, binaries, ensure_control_plane
 from e2e.suite.helm import EXAMPLES, REPO, Helm
 from e2e.suite.kube import Kubectl, wait_for
-from e2e.suite.operator_process import OperatorProcess, wattsched_run_available
 
 POOL_LABEL = "wattsched.io/pool"
 RELEASE = "wattsched-e2e"
@@ -157,17 +157,20 @@ def release(request: pytest.FixtureRequest, cluster: Cluster) -> Iterator[Cluste
             kubeconfig = admin.service_account_kubeconfig(
                 cluster.workdir / "operator.kubeconfig", cluster.namespace, FULLNAME
             )
+            # Set before it starts, so the finally below stops it whatever happens.
             cluster.operator = OperatorProcess(
                 kubeconfig,
                 lease_namespace=cluster.namespace,
                 log_path=cluster.workdir / "wattsched.log",
                 identity="wattsched-e2e-local",
-            ).start()
+                status_interval_seconds=1,
+            )
+            cluster.operator.start().wait_ready()
         yield cluster
     finally:
         if cluster.operator is not None:
             cluster.operator.stop()
-            print(f"\n--- wattsched log (tail) ---\n{cluster.operator.tail()}")
+            print(f"\n--- wattsched log (tail) ---\n{cluster.operator.log_tail()}")
         cluster.helm.uninstall(RELEASE, cluster.namespace, check=False)
         admin.run("delete", "namespace", cluster.namespace, "--ignore-not-found", "--wait=false")
 

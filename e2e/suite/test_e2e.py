@@ -43,7 +43,8 @@ def test_one_replica_holds_the_lease(release: Cluster) -> None:
         if got.returncode != 0:
             return None
         lease = admin.json("get", "lease", "wattsched-leader", "-n", release.namespace)
-        return lease["spec"].get("holderIdentity")
+        holder_identity: str | None = lease["spec"].get("holderIdentity")
+        return holder_identity
 
     leader = wait_for("a replica to take the lease", holder, timeout_seconds=60)
     if release.kind == "local":

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 from e2e.fleet import POOL_LABEL, create_nodes, make_node
+from e2e.operator_process import OperatorProcess, wattsched_run_available
 from e2e.providers.build import BuildError, ensure_control_plane
 from e2e.suite.helm import Helm
 from e2e.suite.kube import Kubectl, condition, restricted_pod, wait_for
-from e2e.suite.operator_process import OperatorProcess, wattsched_run_available
 
 RELEASE = "ws-it-rbac"
 SCHEDULER = "wattsched-it-rbac"
@@ -227,6 +227,7 @@ def test_operator_with_the_chart_token_schedules_pods_and_reports_status(
         scheduler_name=SCHEDULER,
         lease_name=LEASE,
         identity="it-rbac-operator",
+        status_interval_seconds=1,
     )
     with operator:
         fits = restricted_pod("fits", scheduler_name=SCHEDULER, resources={"nvidia.com/gpu": 2})
@@ -266,7 +267,7 @@ def test_operator_with_the_chart_token_schedules_pods_and_reports_status(
             events = admin.json("get", "events", "-n", ns)["items"]
             assert any(e["involvedObject"].get("name") == "over" for e in events), events
         except (AssertionError, TimeoutError) as err:
-            raise AssertionError(f"{err}\n--- wattsched log ---\n{operator.tail()}") from err
-        assert operator.alive(), operator.tail()
+            raise AssertionError(f"{err}\n--- wattsched log ---\n{operator.log_tail()}") from err
+        assert operator.alive(), operator.log_tail()
     log = operator.log_path.read_text(errors="replace")
-    assert "Forbidden" not in log and " 403" not in log, operator.tail(80)
+    assert "Forbidden" not in log and " 403" not in log, operator.log_tail(80)

@@ -1,7 +1,8 @@
 """The harness the operator's integration tests share, and the test of the command's contract.
 
 - `OperatorProcess`: `python -m wattsched run` as a real subprocess (so SIGKILL is real), with its
-  metrics endpoint on a free 127.0.0.1 port.
+  metrics endpoint on a free 127.0.0.1 port: the one wrapper of e2e/operator_process.py with
+  the tests' defaults.
 - `TestSite`: nodes, pools, budgets and PriorityClasses of one test module, under names and
   labels of its own, so modules sharing the session's API server never see each other's nodes.
 - `recompute`: the ledger summed from the Kubernetes objects alone (DESIGN.md §2), independent
@@ -13,11 +14,9 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -25,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import e2e.operator_process
 from e2e.fleet import make_node
-from e2e.providers.local import free_port
 from e2e.providers.rest import KubeError, KubeREST
 
 JSON = dict[str, Any]
@@ -47,6 +46,7 @@ CONTRACT_FLAGS = (
     "--log-format",
     "--log-level",
     "--status-interval-seconds",
+    "--allow-unguarded-nodes",
 )
 
 
@@ -94,7 +94,11 @@ def wait_until(
 # -- the operator as a process --------------------------------------------------------------------
 
 
-class OperatorProcess:
+class OperatorProcess(e2e.operator_process.OperatorProcess):
+    """The one wrapper (e2e/operator_process.py) with the integration tests' defaults: a log
+    per identity in ``workdir``, JSON logs, a 3 s Lease and 0.5 s status writes, so a test waits
+    seconds, not the chart's 15, for a failover."""
+
     def __init__(
         self,
         kubeconfig: Path,
@@ -107,111 +111,18 @@ class OperatorProcess:
         identity: str | None = None,
         status_interval_seconds: float = 0.5,
     ) -> None:
-        self.kubeconfig = kubeconfig
+        super().__init__(
+            kubeconfig,
+            workdir / f"operator-{identity or 'default'}.log",
+            lease_namespace=lease_namespace,
+            scheduler_name=scheduler_name,
+            lease_name=lease_name,
+            lease_duration_seconds=lease_duration_seconds,
+            identity=identity,
+            status_interval_seconds=status_interval_seconds,
+            log_format="json",
+        )
         self.workdir = workdir
-        self.scheduler_name = scheduler_name
-        self.lease_namespace = lease_namespace
-        self.lease_name = lease_name
-        self.lease_duration_seconds = lease_duration_seconds
-        self.identity = identity
-        self.status_interval_seconds = status_interval_seconds
-        self.port = 0
-        self.process: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    @property
-    def log_path(self) -> Path:
-        return self.workdir / f"operator-{self.identity or 'default'}.log"
-
-    def start(self) -> OperatorProcess:
-        self.port = free_port()
-        argv = [
-            sys.executable, "-m", "wattsched", "run",
-            "--kubeconfig", str(self.kubeconfig),
-            "--scheduler-name", self.scheduler_name,
-            "--metrics-port", str(self.port),
-            "--bind-address", "127.0.0.1",
-            "--lease-namespace", self.lease_namespace,
-            "--lease-name", self.lease_name,
-            "--lease-duration-seconds", str(self.lease_duration_seconds),
-            "--status-interval-seconds", str(self.status_interval_seconds),
-            "--log-format", "json",
-        ]  # fmt: skip
-        if self.identity:
-            argv += ["--identity", self.identity]
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                argv,
-                cwd=REPO,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
-        self.starts += 1
-        return self
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def _get(self, path: str) -> tuple[int, str]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as r:
-                return int(r.status), r.read().decode()
-        except urllib.error.HTTPError as err:
-            return int(err.code), ""
-        except OSError:
-            return 0, ""
-
-    def wait_ready(self, timeout_seconds: float = 60) -> None:
-        def ready() -> bool:
-            assert self.alive(), f"the operator exited; its log:\n{self.log_tail()}"
-            return self._get("/readyz")[0] == 200
-
-        wait_until(ready, timeout_seconds, "the operator's /readyz")
-
-    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        from prometheus_client.parser import text_string_to_metric_families
-
-        status, text = self._get("/metrics")
-        assert status == 200, f"/metrics answered {status}"
-        samples: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-        return samples
-
-    def metric(self, name: str, **labels: str) -> float | None:
-        """One sample, or None while the endpoint is not up (a process just started)."""
-        if self._get("/healthz")[0] != 200:
-            return None
-        return self.metrics().get((name, tuple(sorted(labels.items()))))
-
-    def kill(self) -> None:
-        """SIGKILL: no lease release, no goodbye; binds in flight are cut off."""
-        if self.process is not None and self.alive():
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
-
-    def stop(self) -> int:
-        if self.process is None:
-            return 0
-        if self.alive():
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
-        return int(self.process.returncode or 0)
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
 
 
 # -- the site of one test module ------------------------------------------------------------------

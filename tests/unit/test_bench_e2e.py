@@ -10,12 +10,12 @@ from bench.e2e import (
     BudgetSpec,
     PoolSpec,
     PowerProfile,
+    budget_manifest,
     check_power,
     fleet_pools,
     load_pool_profiles,
     make_workload,
     parse_stat_cpu_ticks,
-    percentile,
     plan_budgets,
     size_mix_share,
     split_proportionally,
@@ -97,6 +97,44 @@ def test_a_budget_over_its_allocatable_is_a_violation_by_the_excess() -> None:
     assert check.over_watts == committed - 9_000
 
 
+def test_an_overrun_that_rounding_each_node_would_hide_is_a_violation() -> None:
+    # Ten full H200 nodes at PUE 1.001: 10,100 W IT each, 10,110.1 W facility each. Floored
+    # per node that is 10 x 10,110 = 101,100 W, within an allocatable of 101,100 W; summed
+    # exactly it is 101,101 W, one watt over.
+    nodes = [_node(f"n{i}", "h200", 8) for i in range(10)]
+    pods = [_pod(f"n{i}", 8) for i in range(10)]
+    budget = BudgetSpec("hall-a", {"hall": "a"}, 101_100, reserve_percent=0, pue_milli=1001)
+    check = check_power(nodes, pods, [_pool()], [budget])
+    assert check.violations == 1
+    assert check.budgets[0]["committed_watts"] == 101_101
+    assert check.over_watts == 1
+
+
+def test_a_fraction_of_a_watt_over_is_a_violation_of_at_least_one_watt() -> None:
+    # One node: 10,110.1 W facility against 10,110 W allocatable.
+    budget = BudgetSpec("hall-a", {"hall": "a"}, 10_110, reserve_percent=0, pue_milli=1001)
+    check = check_power([_node("n1", "h200", 8)], [_pod("n1", 8)], [_pool()], [budget])
+    assert check.violations == 1
+    assert check.budgets[0]["committed_watts"] == 10_111
+    assert check.over_watts == 1
+
+
+def test_a_budget_exactly_at_its_allocatable_is_no_violation() -> None:
+    # Rounding each node up would report 10 x 10,111 = 101,110 W: an overrun that is not.
+    nodes = [_node(f"n{i}", "h200", 8) for i in range(10)]
+    pods = [_pod(f"n{i}", 8) for i in range(10)]
+    budget = BudgetSpec("hall-a", {"hall": "a"}, 101_101, reserve_percent=0, pue_milli=1001)
+    check = check_power(nodes, pods, [_pool()], [budget])
+    assert check.violations == 0 and check.over_watts == 0
+    assert check.budgets[0]["committed_watts"] == 101_101
+
+
+def test_the_budget_manifest_writes_the_pue_thousandths_exactly() -> None:
+    budget = BudgetSpec("b", {"hall": "a"}, 1_000_000, reserve_percent=5, pue_milli=1001)
+    assert budget_manifest(budget)["spec"]["pue"] == "1.001"
+    assert budget_manifest(BudgetSpec("b", {}, 1000, 0))["spec"]["pue"] == "1.000"
+
+
 def test_more_devices_requested_than_a_node_has_is_an_overcommit() -> None:
     check = check_power([_node("n1", "h200", 8)], [_pod("n1", 8), _pod("n1", 1)], [_pool()], [])
     assert check.device_overcommits == 1
@@ -106,13 +144,6 @@ def test_cpu_ticks_are_read_past_a_command_name_with_spaces_and_parentheses() ->
     fields = ["S"] + ["0"] * 10 + ["100", "20", "3", "4"] + ["0"] * 30
     stat = "1234 (python (bench) x) " + " ".join(fields)
     assert parse_stat_cpu_ticks(stat) == 127
-
-
-def test_percentile_is_nearest_rank() -> None:
-    values = [float(v) for v in range(1, 101)]
-    assert percentile(values, 50) == 50.0
-    assert percentile(values, 99) == 99.0
-    assert percentile([3.0], 99) == 3.0
 
 
 def test_pod_sizes_shrink_to_one_device_when_the_mix_would_not_fit_the_nodes() -> None:

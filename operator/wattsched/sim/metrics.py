@@ -1,7 +1,8 @@
 """What a run amounts to: the figures of the summary table, summary.json and the report.
 
 Definitions (also in the README, "Simulate before you trust it"):
-- placed: jobs started at least once; wait: first start minus submission, per job.
+- placed: jobs started at least once; wait: first start minus submission, per job; p95 wait
+  by nearest rank (wattsched.percentile), 0 when no job started.
 - violation: an episode in which a budget's drawn facility watts exceed its limit in force
   (not its allocatable: the reserve is a margin, not the limit); violation-hours is the
   time spent over, worst overshoot the largest excess in watts.
@@ -15,18 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from wattsched.percentile import percentile
 from wattsched.sim.loop import RunResult
 
 WATT_SECONDS_PER_MWH = 3_600_000_000
-
-
-def percentile(values: list[int], fraction: float) -> float:
-    """Nearest-rank percentile; 0 for no values."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    rank = max(1, -(-int(fraction * 1000) * len(ordered) // 1000))
-    return float(ordered[min(rank, len(ordered)) - 1])
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +93,7 @@ def summarize(run: RunResult) -> PolicySummary:
         jobs_queued_at_end=run.jobs_queued_at_end,
         pods_started=run.pods_started,
         mean_wait_hours=(sum(waits) / len(waits) / 3600) if waits else 0.0,
-        p95_wait_hours=percentile(waits, 0.95) / 3600,
+        p95_wait_hours=(percentile(waits, 95) / 3600) if waits else 0.0,
         budgets={
             name: BudgetFigures(
                 record.episodes, record.over_seconds / 3600, record.worst_overshoot_watts
