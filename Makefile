@@ -38,6 +38,7 @@ lint: venv
 	$(VENV)/bin/ruff check operator tests e2e bench
 	$(VENV)/bin/ruff format --check operator tests e2e bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 unit: venv
 	$(PY) -m pytest tests/unit -q

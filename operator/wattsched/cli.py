@@ -1,5 +1,7 @@
 """The `wattsched` command: one entry point for the operator, the CRDs and the simulator.
 
+The top of the layers: it imports each layer that registers a subcommand (`commands`).
+
 Each subcommand imports its own module lazily, so `wattsched crds` does not pull in kopf
 and `wattsched run` does not pull in matplotlib.
 """
@@ -8,26 +10,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-Command = Callable[[argparse.Namespace], int]
-"""What a subcommand runs, once its arguments are parsed; returns the exit code."""
-
-CommandBuilder = Callable[[argparse.ArgumentParser], Command]
-"""Adds a subcommand's arguments to its parser and returns what the subcommand runs."""
-
-_COMMANDS: dict[str, tuple[str, CommandBuilder]] = {}
-
-
-def command(name: str, help_text: str) -> Callable[[CommandBuilder], CommandBuilder]:
-    """Register a subcommand; each layer registers its own, so this module knows none of them."""
-
-    def register(build: CommandBuilder) -> CommandBuilder:
-        _COMMANDS[name] = (help_text, build)
-        return build
-
-    return register
+from wattsched.commands import COMMANDS, Command, command
 
 
 @command("crds", "write the CustomResourceDefinitions generated from the API models")
@@ -100,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"wattsched {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (help_text, build) in sorted(_COMMANDS.items()):
+    for name, (help_text, build) in sorted(COMMANDS.items()):
         child = sub.add_parser(name, help=help_text, description=help_text)
         child.set_defaults(_run=build(child))
     return parser

@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from wattsched.cluster.quantity import QuantityError, parse_quantity, resource_amount
-from wattsched.cluster.translate import (
+from wattsched.translate import (
     budget_from_object,
     node_from_object,
     pod_from_object,
@@ -16,6 +15,7 @@ from wattsched.cluster.translate import (
     pod_requests,
     pool_from_object,
 )
+from wattsched.translate.quantity import QuantityError, parse_quantity, resource_amount
 
 
 def container(**requests: str) -> dict[str, Any]:

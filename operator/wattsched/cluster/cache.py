@@ -16,7 +16,9 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Literal
 
-from wattsched.cluster.translate import (
+from wattsched.domain import Node, PodKey
+from wattsched.scheduling.state import ClusterState
+from wattsched.translate import (
     JSON,
     BudgetSource,
     PoolSource,
@@ -29,8 +31,6 @@ from wattsched.cluster.translate import (
     pod_is_relevant,
     pool_from_object,
 )
-from wattsched.scheduling.model import Node, PodKey
-from wattsched.scheduling.state import ClusterState
 
 log = logging.getLogger(__name__)
 

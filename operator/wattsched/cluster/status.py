@@ -18,9 +18,9 @@ from wattsched.api.models import (
     PowerBudgetStatus,
 )
 from wattsched.api.units import format_power
-from wattsched.cluster.translate import JSON, BudgetSource, PoolSource
 from wattsched.power.ledger import PoolUsage
 from wattsched.scheduling.state import BudgetStatus
+from wattsched.translate import JSON, BudgetSource, PoolSource
 
 MAX_NODES_NAMED = 5
 

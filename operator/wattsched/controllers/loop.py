@@ -23,6 +23,7 @@ from wattsched.api.models import API_VERSION
 from wattsched.api.units import format_power
 from wattsched.cluster.cache import ClusterCache
 from wattsched.cluster.status import budget_status, differs, pool_status, rfc3339
+from wattsched.domain import Eviction, Plan, PodKey
 from wattsched.kube.lease import LeaderElector
 from wattsched.kube.writer import (
     BIND_TIMEOUT_SECONDS,
@@ -33,7 +34,6 @@ from wattsched.kube.writer import (
 )
 from wattsched.metrics import Metrics
 from wattsched.power.watts import delta_watts, facility_watts
-from wattsched.scheduling.model import Eviction, Plan, PodKey
 from wattsched.scheduling.scheduler import Scheduler
 from wattsched.scheduling.state import ClusterState
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from wattsched.cli import Command, command
+from wattsched.commands import Command, command
 
 log = logging.getLogger("wattsched")
 

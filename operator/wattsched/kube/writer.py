@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from wattsched.api.models import GROUP, VERSION
+from wattsched.domain import PodKey
 from wattsched.kube.client import (
     MERGE_PATCH,
     STRATEGIC_MERGE_PATCH,
@@ -21,7 +22,6 @@ from wattsched.kube.client import (
     KubeClient,
     KubeUnavailable,
 )
-from wattsched.scheduling.model import PodKey
 
 log = logging.getLogger(__name__)
 

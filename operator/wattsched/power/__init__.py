@@ -1,7 +1,7 @@
 """The power model and the ledger: pure integer arithmetic over the scheduling snapshot."""
 
+from wattsched.domain import PowerProfile
 from wattsched.power.ledger import BudgetUsage, Ledger, PoolUsage, recompute_ledger
-from wattsched.power.profile import PowerProfile
 from wattsched.power.watts import (
     delta_watts,
     devices_in,

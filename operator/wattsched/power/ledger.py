@@ -9,12 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
+from wattsched.domain import Budget, Node, Pod, Pool
 from wattsched.power.watts import devices_in, node_watts
-
-if TYPE_CHECKING:  # types only: the scheduling model imports the power package at runtime
-    from wattsched.scheduling.model import Budget, Node, Pod, Pool
 
 
 @dataclass(slots=True)

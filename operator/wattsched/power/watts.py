@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from wattsched.power.profile import PowerProfile
+from wattsched.domain import PowerProfile
 
 # Device-plugin resource names of the accelerators a site runs (DESIGN.md §2). A pod asking for
 # one of these, or for a resource some AcceleratorPool lists, draws accelerator power: it may go

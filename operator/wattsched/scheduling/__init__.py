@@ -4,8 +4,7 @@ No I/O, no clock, no Kubernetes types: the operator, the simulator and the bench
 same code with the same plain dataclasses.
 """
 
-from wattsched.scheduling.config import SchedulerConfig, ScoreWeights
-from wattsched.scheduling.model import (
+from wattsched.domain import (
     Binding,
     Budget,
     Eviction,
@@ -22,6 +21,7 @@ from wattsched.scheduling.model import (
     Toleration,
     Unschedulable,
 )
+from wattsched.scheduling.config import SchedulerConfig, ScoreWeights
 from wattsched.scheduling.queue import Nomination, SchedulingQueue
 from wattsched.scheduling.scheduler import Scheduler
 from wattsched.scheduling.state import BudgetStatus, ClusterState

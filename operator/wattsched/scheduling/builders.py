@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from wattsched.power.profile import PowerProfile
-from wattsched.scheduling.model import Budget, LabelSelector, Node, Pod, Pool, Taint
+from wattsched.domain import Budget, LabelSelector, Node, Pod, Pool, PowerProfile, Taint
 
 GPU = "nvidia.com/gpu"
 GIB = 1024**3

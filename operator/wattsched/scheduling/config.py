@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from wattsched.scheduling.model import HALL_LABEL, RACK_LABEL
+from wattsched.domain import HALL_LABEL, RACK_LABEL
 
 
 @dataclass(frozen=True, slots=True)

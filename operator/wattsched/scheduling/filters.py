@@ -13,9 +13,9 @@ from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from wattsched.domain import Budget, Node, NodeAffinity, Pod, Pool, Toleration
 from wattsched.power.ledger import BudgetUsage
 from wattsched.power.watts import devices_in, facility_watts, fits, format_watts
-from wattsched.scheduling.model import Budget, Node, NodeAffinity, Pod, Pool, Toleration
 
 NOT_READY = "node(s) were not ready"
 UNSCHEDULABLE = "node(s) were unschedulable"
@@ -24,6 +24,8 @@ TOO_MANY_PODS = "Too many pods"
 _BLOCKING_EFFECTS = ("NoSchedule", "NoExecute")
 
 ShapeKey = Hashable
+Requests = tuple[tuple[str, int], ...]
+"""A pod's requests as sorted items: hashable, and the order every Filter checks them in."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,16 +17,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from itertools import chain
 
+from wattsched.domain import Node, Pod
 from wattsched.scheduling.config import SchedulerConfig
 from wattsched.scheduling.filters import (
     TOO_MANY_PODS,
     PodShape,
+    Requests,
     insufficient,
     resource_reason,
     unschedulable_message,
 )
-from wattsched.scheduling.framework import Cycle, FilterPlugin, Requests
-from wattsched.scheduling.model import Node, Pod
+from wattsched.scheduling.framework import Cycle, FilterPlugin
 from wattsched.scheduling.nodeclasses import NodeClass, NodeClasses
 from wattsched.scheduling.scoring import GangTopology, ScoreContext, ScorePlugin
 

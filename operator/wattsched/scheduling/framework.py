@@ -22,15 +22,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from wattsched.scheduling.model import Plan, Pod, PodKey
+from wattsched.domain import Plan, Pod, PodKey
 from wattsched.scheduling.state import ClusterState
 
 if TYPE_CHECKING:  # types only: the steps import this module
     from wattsched.scheduling.nodeclasses import NodeClass
     from wattsched.scheduling.queue import QueueUnit
-
-Requests = tuple[tuple[str, int], ...]
-"""A pod's requests as sorted items: hashable, and the order every Filter checks them in."""
 
 
 @dataclass(slots=True)

@@ -15,18 +15,18 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from wattsched.domain import Budget, Node, Pool
 from wattsched.power.watts import delta_watts, is_accelerator_resource
 from wattsched.scheduling.config import SchedulerConfig
 from wattsched.scheduling.filters import (
     PodShape,
+    Requests,
     UnguardedKind,
     devices_requested,
     static_reason,
     unguarded_kind,
     unguarded_reason,
 )
-from wattsched.scheduling.framework import Requests
-from wattsched.scheduling.model import Budget, Node, Pool
 from wattsched.scheduling.state import ClusterState
 
 

@@ -9,10 +9,10 @@ themselves are the queue's.
 
 from __future__ import annotations
 
+from wattsched.domain import Pod
 from wattsched.power.watts import delta_watts
 from wattsched.scheduling.filters import devices_requested
 from wattsched.scheduling.framework import Cycle
-from wattsched.scheduling.model import Pod
 from wattsched.scheduling.queue import SchedulingQueue
 
 

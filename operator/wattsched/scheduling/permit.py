@@ -11,11 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from wattsched.scheduling.config import SchedulerConfig
-from wattsched.scheduling.filters import PodShape, refusing_budgets
-from wattsched.scheduling.fit import NodeFit
-from wattsched.scheduling.framework import Cycle, ReservePlugin
-from wattsched.scheduling.model import (
+from wattsched.domain import (
     GANG_SIZE_ANNOTATION,
     INVALID_GANG_REASON,
     Binding,
@@ -23,6 +19,10 @@ from wattsched.scheduling.model import (
     Pod,
     Unschedulable,
 )
+from wattsched.scheduling.config import SchedulerConfig
+from wattsched.scheduling.filters import PodShape, refusing_budgets
+from wattsched.scheduling.fit import NodeFit
+from wattsched.scheduling.framework import Cycle, ReservePlugin
 from wattsched.scheduling.nodeclasses import NodeClasses
 from wattsched.scheduling.queue import QueueUnit, SchedulingQueue
 from wattsched.scheduling.state import ClusterState, budget_domain, pool_domain

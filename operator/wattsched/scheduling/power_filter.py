@@ -6,10 +6,10 @@ assuming a pod in ClusterState moves its node's watts in every budget at once.
 
 from __future__ import annotations
 
+from wattsched.domain import Pod
 from wattsched.power.watts import fits
 from wattsched.scheduling.filters import power_reason
 from wattsched.scheduling.framework import Cycle
-from wattsched.scheduling.model import Pod
 from wattsched.scheduling.nodeclasses import NodeClass
 from wattsched.scheduling.queue import SchedulingQueue
 from wattsched.scheduling.state import ClusterState

@@ -15,11 +15,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 
+from wattsched.domain import Budget, Eviction, Node, Pod, PodKey, Pool
 from wattsched.power.watts import delta_watts, fits
-from wattsched.scheduling.filters import PodShape, devices_requested, resource_reason
+from wattsched.scheduling.filters import PodShape, Requests, devices_requested, resource_reason
 from wattsched.scheduling.fit import NodeFit
-from wattsched.scheduling.framework import Cycle, Requests
-from wattsched.scheduling.model import Budget, Eviction, Node, Pod, PodKey, Pool
+from wattsched.scheduling.framework import Cycle
 from wattsched.scheduling.nodeclasses import NodeClasses
 from wattsched.scheduling.nominated import hold
 from wattsched.scheduling.queue import SchedulingQueue

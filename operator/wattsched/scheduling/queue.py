@@ -24,8 +24,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from operator import attrgetter
 
+from wattsched.domain import Pod, PodKey
 from wattsched.scheduling.config import SchedulerConfig
-from wattsched.scheduling.model import Pod, PodKey
 from wattsched.scheduling.state import ClusterState
 
 QueueKey = tuple[int, int, str, str]

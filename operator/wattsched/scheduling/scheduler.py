@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import gc
 
+from wattsched.domain import Binding, Plan, Pod, PodKey, Unschedulable
 from wattsched.scheduling.config import SchedulerConfig
 from wattsched.scheduling.filters import PodShape
 from wattsched.scheduling.fit import NodeFit
 from wattsched.scheduling.framework import Cycle, FilterPlugin, ReservePlugin
-from wattsched.scheduling.model import Binding, Plan, Pod, PodKey, Unschedulable
 from wattsched.scheduling.nodeclasses import NodeClasses
 from wattsched.scheduling.nominated import hold, hold_for_nominees
 from wattsched.scheduling.permit import GangPermit

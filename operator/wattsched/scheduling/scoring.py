@@ -10,10 +10,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from wattsched.domain import Budget, Node, Pool
 from wattsched.power.ledger import BudgetUsage
 from wattsched.power.watts import facility_watts
 from wattsched.scheduling.config import SchedulerConfig
-from wattsched.scheduling.model import Budget, Node, Pool
 
 MAX_SCORE = 100
 

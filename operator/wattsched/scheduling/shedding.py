@@ -32,8 +32,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from wattsched.domain import Eviction, PodKey
 from wattsched.power.watts import it_capacity_watts
-from wattsched.scheduling.model import Eviction, PodKey
 from wattsched.scheduling.state import ClusterState
 from wattsched.scheduling.victims import (
     Victim,

@@ -19,6 +19,7 @@ import itertools
 from collections.abc import Iterable, Iterator, Mapping, Set
 from dataclasses import dataclass
 
+from wattsched.domain import Budget, Node, Pod, PodKey, Pool
 from wattsched.power.ledger import (
     BudgetUsage,
     Ledger,
@@ -29,7 +30,6 @@ from wattsched.power.ledger import (
     pools_selecting,
 )
 from wattsched.power.watts import facility_watts
-from wattsched.scheduling.model import Budget, Node, Pod, PodKey, Pool
 
 # Epochs are unique across every ClusterState, so a cache keyed by one can never be fooled by a
 # different state that happens to have made the same number of changes.

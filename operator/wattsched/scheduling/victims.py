@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Container, Mapping
 from dataclasses import dataclass
 
+from wattsched.domain import Pod, PodKey
 from wattsched.power.watts import delta_watts
 from wattsched.scheduling.filters import devices_requested
-from wattsched.scheduling.model import Pod, PodKey
 from wattsched.scheduling.state import ClusterState
 
 

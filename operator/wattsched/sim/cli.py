@@ -9,7 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TextIO
 
-from wattsched.cli import Command, command
+from wattsched.commands import Command, command
 from wattsched.sim.policies import DEFAULT_POLICIES, Policy, parse_policies
 
 

@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from types import MappingProxyType
 
+from wattsched.domain import Budget, Node, Pod, PodKey, Pool
 from wattsched.power.ledger import budgets_containing, oldest_first, owning_pool
 from wattsched.power.watts import delta_watts, devices_in, facility_watts, node_watts
 from wattsched.scheduling.config import SchedulerConfig
-from wattsched.scheduling.model import Budget, Node, Pod, PodKey, Pool
 from wattsched.scheduling.scheduler import Scheduler
 from wattsched.scheduling.state import ClusterState
 from wattsched.sim.policies import Policy, static_cap_cordons

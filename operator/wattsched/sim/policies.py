@@ -20,9 +20,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from wattsched.domain import Budget, Node, Pool
 from wattsched.power.watts import devices_in, node_watts
 from wattsched.scheduling.config import SchedulerConfig
-from wattsched.scheduling.model import Budget, Node, Pool
 
 
 @dataclass(frozen=True, slots=True)

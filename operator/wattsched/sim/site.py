@@ -13,8 +13,7 @@ from types import MappingProxyType
 from wattsched.api.manifests import ManifestError, load_manifests
 from wattsched.api.models import AcceleratorPool, PowerBudget
 from wattsched.api.units import parse_power
-from wattsched.cluster.translate import engine_budget, engine_pool
-from wattsched.scheduling.model import (
+from wattsched.domain import (
     HALL_LABEL,
     RACK_LABEL,
     Budget,
@@ -22,6 +21,7 @@ from wattsched.scheduling.model import (
     Pool,
 )
 from wattsched.sim.scenario import Scenario, ScenarioError
+from wattsched.translate import engine_budget, engine_pool
 
 SITE_LABEL = "wattsched.io/site"
 POOL_LABEL = "wattsched.io/pool"

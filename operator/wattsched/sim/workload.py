@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wattsched.api.models import parse_instant
-from wattsched.scheduling.model import Pool
+from wattsched.domain import Pool
 from wattsched.sim.scenario import (
     ArrivalProcess,
     DurationDistribution,

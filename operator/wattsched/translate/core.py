@@ -1,4 +1,4 @@
-"""Kubernetes objects (as the JSON the API returns) -> the engine's plain dataclasses.
+"""Nodes and pods (the JSON the API returns) -> the domain's Node and Pod.
 
 Pure functions: no I/O, no clock (the caller passes `now`), no kopf. Each takes one object and
 returns its translation, or raises `TranslationError` with a message a person can act on.
@@ -9,59 +9,27 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any
 
-from pydantic import ValidationError
-
-from wattsched.api.models import AcceleratorPoolSpec, PowerBudgetSpec
-from wattsched.api.models import LabelSelector as ApiLabelSelector
-from wattsched.cluster.quantity import QuantityError, resource_amount
-from wattsched.power.profile import PowerProfile
-from wattsched.scheduling.model import (
+from wattsched.domain import (
     GANG_LABEL,
     GANG_SIZE_ANNOTATION,
-    Budget,
-    LabelSelector,
     Node,
     NodeAffinity,
     Pod,
     PodKey,
-    Pool,
     SelectorRequirement,
     Taint,
     Toleration,
 )
-
-JSON = Mapping[str, Any]
-TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
-MAX_GANG_SIZE = 10_000
-
-
-class TranslationError(ValueError):
-    """An object wattsched cannot use as it is; the message says what is wrong and what is right."""
-
-    def __init__(self, message: str, reason: str = "Invalid") -> None:
-        super().__init__(message)
-        self.reason = reason  # a CamelCase word for condition reasons and Events
-
-
-def _meta(obj: JSON) -> JSON:
-    meta: JSON = obj.get("metadata") or {}
-    return meta
-
-
-def creation_seconds(obj: JSON) -> int:
-    """creationTimestamp as whole seconds since the epoch (0 when absent)."""
-    stamp = _meta(obj).get("creationTimestamp")
-    if not stamp:
-        return 0
-    parsed = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp())
-
+from wattsched.translate.common import (
+    JSON,
+    MAX_GANG_SIZE,
+    TERMINAL_PHASES,
+    TranslationError,
+    meta_of,
+)
+from wattsched.translate.quantity import QuantityError, resource_amount
 
 # -- selectors ------------------------------------------------------------------------------------
 
@@ -109,7 +77,7 @@ def _amounts(raw: JSON | None) -> dict[str, int]:
 
 
 def node_from_object(obj: JSON) -> Node:
-    meta, spec, status = _meta(obj), obj.get("spec") or {}, obj.get("status") or {}
+    meta, spec, status = meta_of(obj), obj.get("spec") or {}, obj.get("status") or {}
     ready = any(
         condition.get("type") == "Ready" and condition.get("status") == "True"
         for condition in status.get("conditions") or ()
@@ -132,119 +100,6 @@ def node_from_object(obj: JSON) -> Node:
 
 
 # -- pools and budgets ---------------------------------------------------------------------------
-
-
-def _spec_error(kind: str, name: str, err: ValidationError) -> TranslationError:
-    problems = "; ".join(
-        f"{'.'.join(str(part) for part in e['loc']) or 'spec'}: {e['msg']}" for e in err.errors()
-    )
-    return TranslationError(f"{kind} {name} has an invalid spec: {problems}")
-
-
-# -- validated API models -> engine ---------------------------------------------------------------
-# The operator (from watch events) and the simulator (from manifest files) both come here, so
-# a pool or a budget means the same thing to the engine wherever it was read.
-
-
-def engine_selector(selector: ApiLabelSelector) -> LabelSelector:
-    return LabelSelector(
-        match_labels=MappingProxyType(dict(selector.match_labels or {})),
-        match_expressions=tuple(
-            SelectorRequirement(req.key, req.operator, tuple(req.values or ()))
-            for req in selector.match_expressions or ()
-        ),
-    )
-
-
-def engine_pool(name: str, spec: AcceleratorPoolSpec, created_order: int) -> Pool:
-    return Pool(
-        name=name,
-        selector=engine_selector(spec.node_selector),
-        resource_names=tuple(spec.accelerator.resource_names),
-        profile=PowerProfile(
-            device_watts=spec.power.device_watts,
-            idle_device_watts=spec.power.idle_device_watts,
-            node_base_watts=spec.power.node_base_watts,
-        ),
-        created_order=created_order,
-        vendor=spec.accelerator.vendor,
-        model=spec.accelerator.model,
-    )
-
-
-def engine_budget(
-    name: str, spec: PowerBudgetSpec, limit_watts: int, selector: LabelSelector | None = None
-) -> Budget:
-    """The engine's Budget with `limit_watts` in force; `selector` spares a re-translation."""
-    return Budget(
-        name=name,
-        selector=selector if selector is not None else engine_selector(spec.node_selector),
-        limit_watts=limit_watts,
-        reserve_percent=spec.reserve_percent,
-        pue_milli=spec.pue_milli,
-        enforcement=spec.enforcement,
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class PoolSource:
-    """An AcceleratorPool as the cache keeps it: the engine's Pool plus what its status needs."""
-
-    pool: Pool
-    generation: int
-    status: JSON  # as last observed, to patch only what differs
-    uid: str = ""
-
-
-def pool_from_object(obj: JSON) -> PoolSource:
-    meta = _meta(obj)
-    name = str(meta["name"])
-    try:
-        spec = AcceleratorPoolSpec.model_validate(obj.get("spec") or {})
-    except ValidationError as err:
-        raise _spec_error("AcceleratorPool", name, err) from err
-    pool = engine_pool(name, spec, created_order=creation_seconds(obj))
-    return PoolSource(
-        pool, int(meta.get("generation") or 0), obj.get("status") or {}, str(meta.get("uid", ""))
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class BudgetSource:
-    """A PowerBudget as the cache keeps it: its spec (with the schedule) resolves at an instant."""
-
-    name: str
-    spec: PowerBudgetSpec
-    selector: LabelSelector
-    generation: int
-    status: JSON
-    uid: str = ""
-
-    def at(self, now: datetime) -> Budget:
-        """The engine's Budget with the limit in force at `now`."""
-        return engine_budget(
-            self.name, self.spec, self.spec.effective_limit_watts(now), self.selector
-        )
-
-    def same_spec(self, other: BudgetSource) -> bool:
-        return self.spec == other.spec and self.generation == other.generation
-
-
-def budget_from_object(obj: JSON) -> BudgetSource:
-    meta = _meta(obj)
-    name = str(meta["name"])
-    try:
-        spec = PowerBudgetSpec.model_validate(obj.get("spec") or {})
-    except ValidationError as err:
-        raise _spec_error("PowerBudget", name, err) from err
-    return BudgetSource(
-        name,
-        spec,
-        engine_selector(spec.node_selector),
-        int(meta.get("generation") or 0),
-        obj.get("status") or {},
-        str(meta.get("uid", "")),
-    )
 
 
 # -- pods -----------------------------------------------------------------------------------------
@@ -347,7 +202,7 @@ class TranslatedPod:
 
 def pod_is_relevant(obj: JSON, scheduler_name: str) -> bool:
     """Ours to schedule, or bound to a node (every bound pod counts in the ledger), and live."""
-    spec, status, meta = obj.get("spec") or {}, obj.get("status") or {}, _meta(obj)
+    spec, status, meta = obj.get("spec") or {}, obj.get("status") or {}, meta_of(obj)
     if status.get("phase") in TERMINAL_PHASES:
         return False
     if spec.get("nodeName"):
@@ -359,7 +214,7 @@ def pod_is_relevant(obj: JSON, scheduler_name: str) -> bool:
 
 def pod_from_object(obj: JSON, scheduler_name: str, created_order: int) -> TranslatedPod:
     """The pod as the engine sees it; the caller has checked `pod_is_relevant`."""
-    meta, spec = _meta(obj), obj.get("spec") or {}
+    meta, spec = meta_of(obj), obj.get("spec") or {}
     namespace, name = str(meta.get("namespace", "")), str(meta["name"])
     node_name = spec.get("nodeName") or None
     managed = spec.get("schedulerName") == scheduler_name

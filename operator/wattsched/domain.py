@@ -1,7 +1,8 @@
-"""The snapshot model the placement engine reads: plain dataclasses, no Kubernetes types.
+"""The plain domain model: nodes, pools, budgets and pods as dataclasses, no Kubernetes types.
 
-The operator's cache, the simulator and the benchmarks all build these, so the very same engine
-runs everywhere. Every quantity is an integer in its base unit: cpu in millicores, memory in
+The lowest layer: the power model and the placement engine read it, and the operator's cache,
+the simulator and the benchmarks all build it (`translate`), so the very same engine runs
+everywhere. Every quantity is an integer in its base unit: cpu in millicores, memory in
 bytes, devices and pods as counts, power in watts, PUE in thousandths.
 """
 
@@ -10,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-
-from wattsched.power.profile import PowerProfile
 
 __all__ = [
     "GANG_LABEL",
@@ -44,6 +43,15 @@ _EMPTY: Mapping[str, str] = MappingProxyType({})
 
 PodKey = tuple[str, str]
 """(namespace, name): how a pod is named everywhere in the engine."""
+
+
+@dataclass(frozen=True, slots=True)
+class PowerProfile:
+    """Watts an AcceleratorPool's spec.power declares (DESIGN.md §2)."""
+
+    device_watts: int
+    idle_device_watts: int
+    node_base_watts: int
 
 
 @dataclass(frozen=True, slots=True)

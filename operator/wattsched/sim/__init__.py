@@ -1,0 +1,1 @@
+"""The digital twin: synthetic sites and traces run through the same engine, on a virtual clock."""
