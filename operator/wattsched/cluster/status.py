@@ -18,8 +18,7 @@ from wattsched.api.models import (
     PowerBudgetStatus,
 )
 from wattsched.api.units import format_power
-from wattsched.power.ledger import PoolUsage
-from wattsched.scheduling.state import BudgetStatus
+from wattsched.power.ledger import BudgetStatus, PoolUsage
 from wattsched.translate import JSON, BudgetSource, PoolSource
 
 MAX_NODES_NAMED = 5

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from wattsched.domain import Budget, Node, Pod, Pool
-from wattsched.power.watts import devices_in, node_watts
+from wattsched.power.watts import devices_in, facility_watts, node_watts
 
 
 @dataclass(slots=True)
@@ -81,6 +81,38 @@ class Ledger:
             budget.it_watts += sign * entry.watts
             budget.nodes += sign
             budget.pods += sign * entry.pods
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetStatus:
+    """A budget's figures as its status reports them; committed and headroom are facility watts."""
+
+    limit_watts: int
+    allocatable_watts: int
+    it_watts: int
+    committed_watts: int
+    headroom_watts: int
+    nodes: int
+    pods: int
+
+    @property
+    def over(self) -> bool:
+        return self.headroom_watts < 0
+
+
+def budget_figures(budget: Budget, usage: BudgetUsage) -> BudgetStatus:
+    """What a budget's status says: PUE applied once, rounded up, so it never understates."""
+    committed = facility_watts(usage.it_watts, budget.pue_milli)
+    allocatable = budget.allocatable_watts
+    return BudgetStatus(
+        limit_watts=budget.limit_watts,
+        allocatable_watts=allocatable,
+        it_watts=usage.it_watts,
+        committed_watts=committed,
+        headroom_watts=allocatable - committed,
+        nodes=usage.nodes,
+        pods=usage.pods,
+    )
 
 
 def pools_selecting(node: Node, pools_oldest_first: Iterable[Pool]) -> tuple[str, ...]:

@@ -21,10 +21,11 @@ from wattsched.domain import (
     Toleration,
     Unschedulable,
 )
+from wattsched.power.ledger import BudgetStatus
 from wattsched.scheduling.config import SchedulerConfig, ScoreWeights
 from wattsched.scheduling.queue import Nomination, SchedulingQueue
 from wattsched.scheduling.scheduler import Scheduler
-from wattsched.scheduling.state import BudgetStatus, ClusterState
+from wattsched.scheduling.state import ClusterState
 
 __all__ = [
     "Binding",

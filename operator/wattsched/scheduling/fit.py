@@ -99,7 +99,11 @@ class NodeFit:
 
         # 3. Filter: plugins once per class, resources per node, walking from the class cursor.
         for index, node_class, delta, devices in candidates:
-            refusing = next((f for f in filters if not f.filter(cycle, delta, node_class)), None)
+            refusing = None
+            for plugin in filters:  # a plain loop: this runs per class for every pod
+                if not plugin.filter(cycle, delta, node_class):
+                    refusing = plugin
+                    break
             if refusing is not None:
                 refused.append((node_class, delta, refusing))
                 continue

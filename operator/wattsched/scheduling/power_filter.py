@@ -26,10 +26,10 @@ class PowerBudgetFit:
             return True
         usage = cycle.state.ledger.budgets
         held = cycle.held.it_watts
-        return all(
-            fits(usage[name].it_watts + held.get(name, 0), it_delta, pue, allocatable)
-            for name, pue, allocatable in node_class.power_limits
-        )
+        for name, pue, allocatable in node_class.power_limits:
+            if not fits(usage[name].it_watts + held.get(name, 0), it_delta, pue, allocatable):
+                return False
+        return True
 
     def reason(self, cycle: Cycle, it_delta: int, node_class: NodeClass) -> str:
         reason = power_reason(

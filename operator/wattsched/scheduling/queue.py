@@ -13,7 +13,7 @@ Either way the result is what one sort of every pending pod would give; the cach
 the work. Only the scheduling loop uses a queue, one cycle at a time: nothing here locks.
 
 The queue is the one writer of parking and nominations; it reads ClusterState's change facts
-(revisions, the room epoch, room freed per domain) to know when a park no longer holds. A new
+(pods changed, the room epoch, room freed per domain) to know when a park no longer holds. A new
 ClusterState (a restart, a new leader) starts the queue afresh, as kube-scheduler's does.
 """
 
@@ -29,8 +29,8 @@ from wattsched.scheduling.config import SchedulerConfig
 from wattsched.scheduling.state import ClusterState
 
 QueueKey = tuple[int, int, str, str]
-# (room epoch, cycle, the pod's revision, its gang's revision) when a pod was parked.
-_Mark = tuple[int, int, int, int]
+# (room epoch, cycle) when a pod was parked: one tuple shared by every pod parked together.
+_Mark = tuple[int, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +48,6 @@ class GangPark:
 
     topology_epoch: int
     cycle: int
-    revision: int
     domains: tuple[str, ...]
     freed: tuple[int, ...]
 
@@ -108,6 +107,8 @@ class SchedulingQueue:
         self._parked: dict[PodKey, _Mark] = {}
         self._parked_gangs: dict[str, GangPark] = {}
         self._nominations: dict[PodKey, Nomination] = {}
+        self._pods_version = 0
+        self._gangs_version = 0
 
     def begin_cycle(self, state: ClusterState) -> int:
         """Start a cycle on `state`: a new state (restart, new leader) starts the queue afresh,
@@ -119,6 +120,9 @@ class SchedulingQueue:
             self._parked.clear()
             self._parked_gangs.clear()
             self._nominations.clear()
+            self._pods_version = state.changed_pods.version
+            self._gangs_version = state.changed_gangs.version
+        self._unpark_changed(state)
         self.cycle += 1
         for key in sorted(self._nominations):
             node = self._nominations[key].node
@@ -151,7 +155,7 @@ class SchedulingQueue:
             for gang, unit in self._cycle_gangs.items()
             if unit.members and _position(units, unit) >= count
         }
-        self._tail_version = state.queue_version
+        self._tail_version = state.joined.version
         self._tail_epoch = state.room_epoch
         self._tail_cycle = self.cycle + 1
         if count:
@@ -171,10 +175,8 @@ class SchedulingQueue:
         else:
             ordered = [p for p in self._order if pending(p.key) is p]
         self._order = ordered
-        self._order_version = state.queue_version
+        self._order_version = state.joined.version
 
-        pending_now = state.pending_by_key
-        self._parked = {k: m for k, m in self._parked.items() if k in pending_now}
         parked_at = self._parked if self._parking else {}
         flush, room_epoch, now = self._flush_cycles, state.room_epoch, self.cycle
         due = now + flush
@@ -185,8 +187,6 @@ class SchedulingQueue:
         for pod in ordered:
             gang = pod.gang
             mark = parked_at.get(pod.key) if parked_at else None
-            if mark is not None and not self._current(state, pod, mark):
-                mark = None  # the pod or its gang changed since: the park no longer holds
             parked = mark is not None and now - mark[1] < flush
             if parked:
                 assert mark is not None
@@ -219,14 +219,14 @@ class SchedulingQueue:
             unit.placed_members, unit.gang_size = state.gang_summary(gang)
             self._cycle_gangs[gang] = unit
         self._due_cycle = due
-        self._tail_version = state.queue_version
+        self._tail_version = state.joined.version
         return [unit for unit in units if unit is not None]
 
     # -- only what changed ----------------------------------------------------------------------
 
     def _arrivals(self, state: ClusterState, version: int) -> dict[tuple[str, str], Pod] | None:
         """Pods that joined since `version` and are still pending, by key; None: re-sort."""
-        joined = state.joined_since(version)
+        joined = state.joined.since(version)
         if joined is None:
             return None
         pending = state.pending_by_key.get
@@ -265,7 +265,7 @@ class SchedulingQueue:
         for gang, unit in live.items():
             unit.placed_members, unit.gang_size = state.gang_summary(gang)
         self._cycle_gangs = live
-        self._tail_version = state.queue_version
+        self._tail_version = state.joined.version
         return units
 
     # -- the backoff: pods that fit nowhere sit out until room may have come back ---------------
@@ -275,13 +275,9 @@ class SchedulingQueue:
         self.park_all(state, (key,))
 
     def park_all(self, state: ClusterState, keys: Iterable[PodKey]) -> None:
+        mark = (state.room_epoch, self.cycle)
         pending = state.pending_by_key
-        room_epoch, cycle = state.room_epoch, self.cycle
-        for key in keys:
-            pod = pending.get(key)
-            if pod is not None:
-                gang = state.gang_revision(pod.gang) if pod.gang is not None else 0
-                self._parked[key] = (room_epoch, cycle, state.revision(key), gang)
+        self._parked.update((key, mark) for key in keys if key in pending)
 
     def park_gang(
         self, state: ClusterState, gang: str, keys: Iterable[PodKey], domains: tuple[str, ...]
@@ -299,27 +295,35 @@ class SchedulingQueue:
         self._parked_gangs[gang] = GangPark(
             state.topology_epoch,
             self.cycle,
-            state.gang_revision(gang),
             domains,
             tuple(state.freed_in(d) for d in domains),
         )
 
     def gang_still_parked(self, state: ClusterState, gang: str, cycle: int) -> bool:
-        """The gang was parked at `cycle`, has not changed, and no room was freed since in any
-        of its domains."""
+        """The gang was parked at `cycle` and no room was freed since in any of its domains."""
         park = self._parked_gangs.get(gang)
-        if (
-            park is None
-            or park.cycle != cycle
-            or park.topology_epoch != state.topology_epoch
-            or park.revision != state.gang_revision(gang)
-        ):
+        if park is None or park.cycle != cycle or park.topology_epoch != state.topology_epoch:
             return False
         return all(state.freed_in(d) == n for d, n in zip(park.domains, park.freed, strict=True))
 
-    def _current(self, state: ClusterState, pod: Pod, mark: _Mark) -> bool:
-        gang = state.gang_revision(pod.gang) if pod.gang is not None else 0
-        return mark[2] == state.revision(pod.key) and mark[3] == gang
+    def _unpark_changed(self, state: ClusterState) -> None:
+        """A pod upserted or removed since the last cycle sits in no backoff any more, and a
+        gang that gained (or changed) a member may be complete now: all of it wakes."""
+        pods = state.changed_pods.since(self._pods_version)
+        gangs = state.changed_gangs.since(self._gangs_version)
+        self._pods_version = state.changed_pods.version
+        self._gangs_version = state.changed_gangs.version
+        if pods is None or gangs is None:  # fell behind the log: forget every park (safe)
+            self._parked.clear()
+            self._parked_gangs.clear()
+            return
+        parked = self._parked
+        for key in pods:
+            parked.pop(key, None)
+        for gang in gangs:
+            self._parked_gangs.pop(gang, None)
+            for member in state.gang_members(gang):
+                parked.pop(member.key, None)
 
     # -- nominations (PostFilter's preemptors, held for by PreFilter) ----------------------------
 

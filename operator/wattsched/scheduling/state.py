@@ -11,46 +11,34 @@ What the queue needs to know about changes is kept here as plain facts it reads:
 (a pod or a gang changed), the room epoch (room was freed somewhere), room freed per domain, and
 the log of pods that joined the pending set. Which pods are parked, and who is nominated where,
 is the queue's own business (`queue.SchedulingQueue`).
+
+One idea, a little over 400 lines: a third of it is the read-only views the engine's hot loops
+read directly (usage per node, pods per node, placements), kept here so that no other module
+ever holds a copy that could drift from the ledger.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Iterator, Mapping, Set
-from dataclasses import dataclass
 
 from wattsched.domain import Budget, Node, Pod, PodKey, Pool
 from wattsched.power.ledger import (
+    BudgetStatus,
     BudgetUsage,
     Ledger,
     PoolUsage,
+    budget_figures,
     budgets_containing,
     node_entry,
     oldest_first,
     pools_selecting,
 )
-from wattsched.power.watts import facility_watts
+from wattsched.scheduling.changelog import ChangeLog
 
 # Epochs are unique across every ClusterState, so a cache keyed by one can never be fooled by a
 # different state that happens to have made the same number of changes.
 _EPOCHS = itertools.count(1)
-
-
-@dataclass(frozen=True, slots=True)
-class BudgetStatus:
-    """A budget's figures as its status reports them; committed and headroom are facility watts."""
-
-    limit_watts: int
-    allocatable_watts: int
-    it_watts: int
-    committed_watts: int
-    headroom_watts: int
-    nodes: int
-    pods: int
-
-    @property
-    def over(self) -> bool:
-        return self.headroom_watts < 0
 
 
 def pool_domain(pool: str | None) -> str:
@@ -75,10 +63,12 @@ class ClusterState:
         self._pending: dict[PodKey, Pod] = {}
         self._evicting: set[PodKey] = set()
         self._gangs: dict[str, set[PodKey]] = {}
-        # Bumped on every upsert of the pod / of any member of the gang: a park taken before
-        # no longer holds (the pod may fit now, the gang may be complete now).
-        self._revisions: dict[PodKey, int] = {}
-        self._gang_revisions: dict[str, int] = {}
+        # What the queue reads (`changelog`): pods that joined the pending set; pods upserted
+        # or removed, whose parks no longer hold (the pod may fit now); and gangs that gained
+        # or changed a member (it may be complete now) or lost their last one.
+        self.joined: ChangeLog[Pod] = ChangeLog()
+        self.changed_pods: ChangeLog[PodKey] = ChangeLog()
+        self.changed_gangs: ChangeLog[str] = ChangeLog()
         # Keyed by node name whether or not the node exists: a pod may be watched before its node.
         self._node_usage: dict[str, dict[str, int]] = {}
         self._node_pods: dict[str, set[PodKey]] = {}
@@ -89,13 +79,7 @@ class ClusterState:
         # Bumped whenever room may have been freed (a pod leaves, a node or budget changes):
         # within a cycle nodes only fill up, so a pod that fit nowhere fails again until then.
         self.room_epoch = 0
-        # Bumped whenever a pod joins the queue. Pods only leaving it keep the order of the
-        # rest, so a scheduler may keep its sorted queue across cycles while this holds still,
-        # and merge in only the pods that joined since (`joined_since`) when it moves.
-        self.identity = next(_EPOCHS)
-        self.queue_version = 0
-        self._joined: list[Pod] = []  # the pods behind versions _joined_base+1 .. queue_version
-        self._joined_base = 0
+        self.identity = next(_EPOCHS)  # a new state: the queue starts afresh
         # Room freed per domain (a pool's nodes, a budget's nodes), for gangs: one completion
         # anywhere bumps `room_epoch`, but a gang denied whole can only fit again once room
         # comes back where its members could go (see `SchedulingQueue.park_gang`).
@@ -221,10 +205,12 @@ class ClusterState:
         assumed_node = self._placement.get(key) if key in self._assumed else None
         self._drop(key)
         self._pods[key] = pod
-        self._revisions[key] = next(_EPOCHS)
-        if pod.gang is not None:
-            self._gangs.setdefault(pod.gang, set()).add(key)
-            self._gang_revisions[pod.gang] = next(_EPOCHS)  # it may be complete now
+        keep = 2 * len(self._pods) + 1024
+        self.changed_pods.append(key, keep)
+        gang = pod.gang
+        if gang is not None:
+            self._gangs.setdefault(gang, set()).add(key)
+            self.changed_gangs.append(gang, keep)
         if pod.node_name is not None:
             self._place(pod, pod.node_name)
         elif assumed_node is not None:
@@ -235,8 +221,13 @@ class ClusterState:
             self._join(pod)
 
     def remove_pod(self, key: PodKey) -> None:
+        pod = self._pods.get(key)
         self._drop(key)
-        self._revisions.pop(key, None)
+        if pod is not None:
+            keep = 2 * len(self._pods) + 1024
+            self.changed_pods.append(key, keep)
+            if pod.gang is not None and pod.gang not in self._gangs:
+                self.changed_gangs.append(pod.gang, keep)  # its last member: the park goes
 
     def _drop(self, key: PodKey) -> None:
         pod = self._pods.pop(key, None)
@@ -251,7 +242,6 @@ class ClusterState:
             members.discard(key)
             if not members:
                 del self._gangs[pod.gang]
-                self._gang_revisions.pop(pod.gang, None)
 
     def assume(self, key: PodKey, node: str) -> None:
         """Reserve: count a pending pod on `node` now, before the bind is sent."""
@@ -277,21 +267,9 @@ class ClusterState:
             self._join(pod)
 
     def _join(self, pod: Pod) -> None:
-        self._joined.append(pod)
-        self.queue_version += 1
         # The log only saves a scheduler a re-sort; past twice the queue's size, a full sort
-        # costs no more than the merge would, so the older half is forgotten.
-        if len(self._joined) > 2 * len(self._pending) + 1024:
-            drop = len(self._joined) // 2
-            del self._joined[:drop]
-            self._joined_base += drop
-
-    def joined_since(self, version: int) -> list[Pod] | None:
-        """The pods that joined the queue after `version` (some may have left again since), or
-        None when the log no longer reaches back that far and the caller must re-sort."""
-        if version < self._joined_base or version > self.queue_version:
-            return None
-        return self._joined[version - self._joined_base :]
+        # costs no more than the merge would.
+        self.joined.append(pod, 2 * len(self._pending) + 1024)
 
     def mark_evicting(self, key: PodKey) -> None:
         """An eviction was asked for: keep counting the pod until it is gone, but never again."""
@@ -334,13 +312,6 @@ class ClusterState:
         self._refresh_node_usage(node)
 
     # -- what the queue reads ------------------------------------------------------------------
-
-    def revision(self, key: PodKey) -> int:
-        """Changes whenever the pod is upserted: a mark taken at another revision is stale."""
-        return self._revisions.get(key, 0)
-
-    def gang_revision(self, gang: str) -> int:
-        return self._gang_revisions.get(gang, 0)
 
     def room_freed_on(self, node: str) -> None:
         """Room came back on `node`: for gangs parked on the domains the node is in."""
@@ -475,16 +446,4 @@ class ClusterState:
         return self.ledger.budgets[name]
 
     def budget_status(self, name: str) -> BudgetStatus:
-        budget = self._budgets[name]
-        usage = self.ledger.budgets[name]
-        committed = facility_watts(usage.it_watts, budget.pue_milli)
-        allocatable = budget.allocatable_watts
-        return BudgetStatus(
-            limit_watts=budget.limit_watts,
-            allocatable_watts=allocatable,
-            it_watts=usage.it_watts,
-            committed_watts=committed,
-            headroom_watts=allocatable - committed,
-            nodes=usage.nodes,
-            pods=usage.pods,
-        )
+        return budget_figures(self._budgets[name], self.ledger.budgets[name])
