@@ -171,6 +171,13 @@ class Budget:
     reserve_percent: int = 0
     pue_milli: int = 1000  # facility watts per 1000 IT watts, 1000..3000
     enforcement: str = "Admit"  # Admit | Shed
+    admission: str = "Committed"  # Committed (nameplate) | Measured (DESIGN.md §2b)
+    max_oversubscription_percent: int = 0  # Measured: how far the worst case may exceed
+    window_seconds: int = 900  # Measured: pods bound less than this ago are not in the data yet
+
+    @property
+    def measured(self) -> bool:
+        return self.admission == "Measured"
 
     @property
     def allocatable_watts(self) -> int:

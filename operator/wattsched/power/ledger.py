@@ -85,7 +85,11 @@ class Ledger:
 
 @dataclass(frozen=True, slots=True)
 class BudgetStatus:
-    """A budget's figures as its status reports them; committed and headroom are facility watts."""
+    """A budget's figures as its status reports them; committed and headroom are facility watts.
+
+    Under `admission: Measured` the estimate is what admission counts: committed less the gain
+    measurements give (DESIGN.md §2b); headroom is then taken from the estimate.
+    """
 
     limit_watts: int
     allocatable_watts: int
@@ -94,24 +98,43 @@ class BudgetStatus:
     headroom_watts: int
     nodes: int
     pods: int
+    measured_watts: int | None = None  # facility watts of the fresh readings (Measured only)
+    estimated_watts: int | None = None  # facility watts admission counts (Measured only)
+    stale_nodes: tuple[str, ...] = ()  # nodes counted at nameplate for want of a fresh reading
 
     @property
     def over(self) -> bool:
         return self.headroom_watts < 0
 
 
-def budget_figures(budget: Budget, usage: BudgetUsage) -> BudgetStatus:
+def budget_figures(
+    budget: Budget,
+    usage: BudgetUsage,
+    *,
+    gain_it_watts: int = 0,
+    measured_it_watts: int | None = None,
+    stale_nodes: tuple[str, ...] = (),
+) -> BudgetStatus:
     """What a budget's status says: PUE applied once, rounded up, so it never understates."""
     committed = facility_watts(usage.it_watts, budget.pue_milli)
     allocatable = budget.allocatable_watts
+    if not budget.measured:
+        return BudgetStatus(
+            budget.limit_watts, allocatable, usage.it_watts, committed,
+            allocatable - committed, usage.nodes, usage.pods,
+        )  # fmt: skip
+    estimated = facility_watts(usage.it_watts - gain_it_watts, budget.pue_milli)
     return BudgetStatus(
-        limit_watts=budget.limit_watts,
-        allocatable_watts=allocatable,
-        it_watts=usage.it_watts,
-        committed_watts=committed,
-        headroom_watts=allocatable - committed,
-        nodes=usage.nodes,
-        pods=usage.pods,
+        budget.limit_watts,
+        allocatable,
+        usage.it_watts,
+        committed,
+        allocatable - estimated,
+        usage.nodes,
+        usage.pods,
+        facility_watts(measured_it_watts or 0, budget.pue_milli),
+        estimated,
+        stale_nodes,
     )
 
 

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from wattsched.domain import Budget, Node, NodeAffinity, Pod, Pool, Toleration
 from wattsched.power.ledger import BudgetUsage
+from wattsched.power.measured import fits_measured, oversubscribed_watts
 from wattsched.power.watts import devices_in, facility_watts, fits, format_watts
 
 NOT_READY = "node(s) were not ready"
@@ -217,6 +218,8 @@ def power_reason(
         return None
     worst: tuple[int, str, str] | None = None
     for budget in budgets:
+        if budget.measured:
+            continue  # `measured_power_reason`
         it = usage[budget.name].it_watts + reserved_it_watts.get(budget.name, 0)
         allocatable = budget.allocatable_watts
         if fits(it, it_delta, budget.pue_milli, allocatable):
@@ -237,6 +240,7 @@ def refusing_budgets(
     usage: Mapping[str, BudgetUsage],
     reserved_it_watts: Mapping[str, int],
     it_delta: int,
+    gains: Mapping[str, int] | None = None,
 ) -> list[Budget]:
     """Every budget `power_reason` finds too full for `it_delta` more IT watts, not only the
     one its message names."""
@@ -245,13 +249,62 @@ def refusing_budgets(
     return [
         budget
         for budget in budgets
-        if not fits(
-            usage[budget.name].it_watts + reserved_it_watts.get(budget.name, 0),
+        if not budget_fits(budget, usage, reserved_it_watts, gains or {}, it_delta)
+    ]
+
+
+def budget_fits(
+    budget: Budget,
+    usage: Mapping[str, BudgetUsage],
+    reserved_it_watts: Mapping[str, int],
+    gains: Mapping[str, int],
+    it_delta: int,
+) -> bool:
+    """The one power rule for one budget, by its admission: nameplate, or §2b's two lines."""
+    it = usage[budget.name].it_watts + reserved_it_watts.get(budget.name, 0)
+    if budget.measured:
+        return fits_measured(
+            it,
+            gains.get(budget.name, 0),
             it_delta,
             budget.pue_milli,
             budget.allocatable_watts,
+            budget.max_oversubscription_percent,
         )
-    ]
+    return fits(it, it_delta, budget.pue_milli, budget.allocatable_watts)
+
+
+def measured_power_reason(
+    budgets: tuple[Budget, ...],
+    usage: Mapping[str, BudgetUsage],
+    reserved_it_watts: Mapping[str, int],
+    gains: Mapping[str, int],
+    it_delta: int,
+) -> str | None:
+    """Why a Measured budget refuses: its estimate, or its worst case, has no room for the pod.
+
+    The estimate is committed watts less what measurements free; the worst case is committed
+    watts against allocatable raised by maxOversubscriptionPercent (DESIGN.md §2b)."""
+    for budget in budgets:
+        if not budget.measured or budget_fits(budget, usage, reserved_it_watts, gains, it_delta):
+            continue
+        it = usage[budget.name].it_watts + reserved_it_watts.get(budget.name, 0)
+        pue = budget.pue_milli
+        needs = format_watts(facility_watts(it_delta, pue))
+        allocatable = budget.allocatable_watts
+        estimated = facility_watts(it - gains.get(budget.name, 0), pue)
+        if not fits(it - gains.get(budget.name, 0), it_delta, pue, allocatable):
+            return (
+                f"PowerBudget {budget.name} (needs {needs}, estimated headroom "
+                f"{format_watts(allocatable - estimated)})"
+            )
+        bound = oversubscribed_watts(allocatable, budget.max_oversubscription_percent)
+        return (
+            f"PowerBudget {budget.name} (needs {needs}, worst-case headroom "
+            f"{format_watts(bound - facility_watts(it, pue))} at "
+            f"maxOversubscriptionPercent {budget.max_oversubscription_percent})"
+        )
+    return None
 
 
 def unschedulable_message(total_nodes: int, reasons: Mapping[str, int]) -> str:

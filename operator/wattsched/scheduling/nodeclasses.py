@@ -42,9 +42,11 @@ class NodeClass:
     # The most any node of the class has of each resource: a request above it fails the whole
     # class at once, which keeps GPU pods from walking every NPU node.
     most_allocatable: Mapping[str, int]
-    # (budget name, PUE milli, allocatable watts) per budget: the arguments of `power.fits`
-    # that do not change within a cycle, looked up once per class.
+    # (budget name, PUE milli, allocatable watts) per Committed budget: the arguments of
+    # `power.fits` that do not change within a cycle, looked up once per class.
     power_limits: tuple[tuple[str, int, int], ...]
+    # (budget name, PUE milli, allocatable watts, maxOversubscriptionPercent) per Measured one.
+    measured_limits: tuple[tuple[str, int, int, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +164,12 @@ class NodeClasses:
                     tuple(
                         (b.name, b.pue_milli, b.allocatable_watts)
                         for b in (state.budgets[name] for name in budget_names)
+                        if not b.measured
+                    ),
+                    tuple(
+                        (b.name, b.pue_milli, b.allocatable_watts, b.max_oversubscription_percent)
+                        for b in (state.budgets[name] for name in budget_names)
+                        if b.measured
                     ),
                 )
             )

@@ -121,11 +121,12 @@ class GangPermit:
         shape = PodShape.of(pod)
         candidates, _ = self._classes.candidates(state, shape, self._fit.requests_of(pod))
         usage = state.ledger.budgets
+        gains = state.measured_figures().gain_it_watts
         scored_by_headroom = self._scored_by_headroom
         domains: set[str] = set()
         for _, node_class, delta, _ in candidates:
             budgets = node_class.budgets
-            refusing = refusing_budgets(budgets, usage, cycle.held.it_watts, delta)
+            refusing = refusing_budgets(budgets, usage, cycle.held.it_watts, delta, gains)
             if refusing and not scored_by_headroom:
                 domains.update(budget_domain(budget.name) for budget in refusing)
                 continue

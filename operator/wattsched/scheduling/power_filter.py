@@ -1,14 +1,19 @@
-"""Filter and Reserve for power (DESIGN.md §2): a pod must fit in every budget containing its node.
+"""Filters and Reserve for power (DESIGN.md §2, §2b): a pod must fit in every budget
+containing its node, on nameplate (`admission: Committed`) or on the estimate (`Measured`).
 
-The Filter asks `power.fits`, the one power rule, per node class; the ledger is the Reserve:
-assuming a pod in ClusterState moves its node's watts in every budget at once.
+The Filters ask the one power rule (`power.fits`, `power.measured.fits_measured`) per node
+class. The ledger is the Reserve for both: assuming a pod moves its node's committed watts in
+every budget at once, and under Measured the estimate moves by exactly the same watts
+(`power.measured`), so the only new fact, when the pod was placed, is kept by ClusterState
+wherever a placement happens (ours, or another scheduler's seen through the watch).
 """
 
 from __future__ import annotations
 
 from wattsched.domain import Pod
+from wattsched.power.measured import fits_measured
 from wattsched.power.watts import fits
-from wattsched.scheduling.filters import power_reason
+from wattsched.scheduling.filters import measured_power_reason, power_reason
 from wattsched.scheduling.framework import Cycle
 from wattsched.scheduling.nodeclasses import NodeClass
 from wattsched.scheduling.queue import SchedulingQueue
@@ -34,6 +39,35 @@ class PowerBudgetFit:
     def reason(self, cycle: Cycle, it_delta: int, node_class: NodeClass) -> str:
         reason = power_reason(
             node_class.budgets, cycle.state.ledger.budgets, cycle.held.it_watts, it_delta
+        )
+        assert reason is not None, "asked why a class that passes was refused"
+        return reason
+
+
+class MeasuredPowerFit:
+    """Under `admission: Measured`: the estimate and the worst case must both have room."""
+
+    name = "MeasuredPowerFit"
+
+    def filter(self, cycle: Cycle, it_delta: int, node_class: NodeClass) -> bool:
+        if it_delta <= 0 or not node_class.measured_limits:
+            return True
+        usage = cycle.state.ledger.budgets
+        held = cycle.held.it_watts
+        gains = cycle.state.measured_figures().gain_it_watts
+        for name, pue, allocatable, over in node_class.measured_limits:
+            it = usage[name].it_watts + held.get(name, 0)
+            if not fits_measured(it, gains.get(name, 0), it_delta, pue, allocatable, over):
+                return False
+        return True
+
+    def reason(self, cycle: Cycle, it_delta: int, node_class: NodeClass) -> str:
+        reason = measured_power_reason(
+            node_class.budgets,
+            cycle.state.ledger.budgets,
+            cycle.held.it_watts,
+            cycle.state.measured_figures().gain_it_watts,
+            it_delta,
         )
         assert reason is not None, "asked why a class that passes was refused"
         return reason

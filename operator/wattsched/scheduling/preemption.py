@@ -16,8 +16,14 @@ from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 
 from wattsched.domain import Budget, Eviction, Node, Pod, PodKey, Pool
-from wattsched.power.watts import delta_watts, fits
-from wattsched.scheduling.filters import PodShape, Requests, devices_requested, resource_reason
+from wattsched.power.watts import delta_watts
+from wattsched.scheduling.filters import (
+    PodShape,
+    Requests,
+    budget_fits,
+    devices_requested,
+    resource_reason,
+)
 from wattsched.scheduling.fit import NodeFit
 from wattsched.scheduling.framework import Cycle
 from wattsched.scheduling.nodeclasses import NodeClasses
@@ -71,13 +77,10 @@ def _fits_without(
         for name, watts in freed_by_budget(state, victim).items():
             freed[name] = freed.get(name, 0) + watts
     usage = state.ledger.budgets
+    gains = state.measured_figures().gain_it_watts
     for budget in node_class.budgets:
-        it = (
-            usage[budget.name].it_watts
-            + reserved_it.get(budget.name, 0)
-            - freed.get(budget.name, 0)
-        )
-        if not fits(it, delta, budget.pue_milli, budget.allocatable_watts):
+        held = reserved_it.get(budget.name, 0) - freed.get(budget.name, 0)
+        if not budget_fits(budget, usage, {budget.name: held}, gains, delta):
             return False
     return True
 

@@ -24,7 +24,7 @@ from wattsched.scheduling.framework import Cycle, FilterPlugin, ReservePlugin
 from wattsched.scheduling.nodeclasses import NodeClasses
 from wattsched.scheduling.nominated import hold, hold_for_nominees
 from wattsched.scheduling.permit import GangPermit
-from wattsched.scheduling.power_filter import LedgerReserve, PowerBudgetFit
+from wattsched.scheduling.power_filter import LedgerReserve, MeasuredPowerFit, PowerBudgetFit
 from wattsched.scheduling.preemption import DefaultPreemption
 from wattsched.scheduling.queue import QueueUnit, SchedulingQueue, Unit
 from wattsched.scheduling.scoring import score_plugins
@@ -38,7 +38,7 @@ class Scheduler:
         self._queue = SchedulingQueue(self.config)
         self._classes = NodeClasses(self.config)
         # The registry: a new constraint is one Filter plus one Reserve, added here.
-        self._filters: tuple[FilterPlugin, ...] = (PowerBudgetFit(),)
+        self._filters: tuple[FilterPlugin, ...] = (PowerBudgetFit(), MeasuredPowerFit())
         self._reserves: tuple[ReservePlugin, ...] = (LedgerReserve(self._queue),)
         self._fit = NodeFit(self.config, self._classes, self._filters, score_plugins(self.config))
         self._permit = GangPermit(

@@ -94,7 +94,10 @@ def _deficits(state: ClusterState, going: set[PodKey]) -> dict[str, int]:
         if budget.enforcement != "Shed":
             continue
         capacity = it_capacity_watts(budget.allocatable_watts, budget.pue_milli)
-        over = state.budget_usage(name).it_watts - capacity
+        it_watts = state.budget_usage(name).it_watts
+        if budget.measured:  # a Measured budget sheds on what admission counts, the estimate
+            it_watts -= state.measured_figures().gain_it_watts.get(name, 0)
+        over = it_watts - capacity
         if over > 0:
             deficits[name] = over
     if not deficits:

@@ -35,6 +35,7 @@ from wattsched.power.ledger import (
     pools_selecting,
 )
 from wattsched.scheduling.changelog import ChangeLog
+from wattsched.scheduling.measurements import MeasuredFigures, measured_figures
 
 # Epochs are unique across every ClusterState, so a cache keyed by one can never be fooled by a
 # different state that happens to have made the same number of changes.
@@ -66,6 +67,12 @@ class ClusterState:
         # What the queue reads (`changelog`): pods that joined the pending set; pods upserted
         # or removed, whose parks no longer hold (the pod may fit now); and gangs that gained
         # or changed a member (it may be complete now) or lost their last one.
+        # Measured power (DESIGN.md §2b): the caller's clock, the fresh readings (observed IT
+        # watts per node), and when each placed pod was placed; figures computed on demand.
+        self.now = 0.0
+        self._observed: dict[str, int] = {}
+        self._placed_at: dict[PodKey, float] = {}
+        self._figures: MeasuredFigures | None = None
         self.joined: ChangeLog[Pod] = ChangeLog()
         self.changed_pods: ChangeLog[PodKey] = ChangeLog()
         self.changed_gangs: ChangeLog[str] = ChangeLog()
@@ -283,6 +290,9 @@ class ClusterState:
 
     def _place(self, pod: Pod, node: str) -> None:
         self._placement[pod.key] = node
+        # A pod bound before we saw it (a restart) counts as recent for a window: its draw may
+        # not be in the data yet, and assuming so is the safe side.
+        self._placed_at[pod.key] = self.now
         usage = self._node_usage.setdefault(node, {})
         for resource, quantity in pod.requests.items():
             if quantity:
@@ -294,6 +304,10 @@ class ClusterState:
         node = self._placement.pop(pod.key, None)
         if node is None:
             return
+        if self._placed_at.pop(pod.key, None) != self.now:
+            # A pod placed at this very instant takes its recent watts along with its
+            # committed ones: gains stay. An older one's draw is still in the data: they move.
+            self._figures = None
         if room_freed:
             self.room_epoch += 1
             self.room_freed_on(node)
@@ -310,6 +324,38 @@ class ClusterState:
             del self._node_pods[node]
             del self._node_usage[node]
         self._refresh_node_usage(node)
+
+    # -- measured power -----------------------------------------------------------------------
+
+    def advance_to(self, now_seconds: float) -> None:
+        """The caller's clock: the engine has none of its own. Recent pods age with it."""
+        if now_seconds != self.now:
+            self.now = now_seconds
+            self._measurements_moved()
+
+    def set_readings(self, observed_it_watts: Mapping[str, int]) -> None:
+        """Fresh readings only, per node: observed IT watts (devices at the window percentile
+        plus the node's base watts). A node left out has no fresh reading: nameplate."""
+        if observed_it_watts != self._observed:
+            self._observed = dict(observed_it_watts)
+            self._measurements_moved()
+
+    def _measurements_moved(self) -> None:
+        """New data, or recent pods aging into it, may free room in Measured budgets: pods
+        parked for want of it (and gangs parked on those budgets) must look again."""
+        self._figures = None
+        measured = [name for name, budget in self._budgets.items() if budget.measured]
+        if measured:
+            self.room_epoch += 1
+            freed = self._freed_in
+            for name in measured:
+                domain = budget_domain(name)
+                freed[domain] = freed.get(domain, 0) + 1
+
+    def measured_figures(self) -> MeasuredFigures:
+        if self._figures is None:
+            self._figures = measured_figures(self, self._observed, self._placed_at, self.now)
+        return self._figures
 
     # -- what the queue reads ------------------------------------------------------------------
 
@@ -446,4 +492,14 @@ class ClusterState:
         return self.ledger.budgets[name]
 
     def budget_status(self, name: str) -> BudgetStatus:
-        return budget_figures(self._budgets[name], self.ledger.budgets[name])
+        budget = self._budgets[name]
+        if not budget.measured:
+            return budget_figures(budget, self.ledger.budgets[name])
+        figures = self.measured_figures()
+        return budget_figures(
+            budget,
+            self.ledger.budgets[name],
+            gain_it_watts=figures.gain_it_watts.get(name, 0),
+            measured_it_watts=figures.measured_it_watts.get(name, 0),
+            stale_nodes=figures.stale_nodes.get(name, ()),
+        )
