@@ -52,7 +52,7 @@ def test_the_answer_becomes_one_reading_per_node_rounded_up() -> None:
             ("n1", "oldest", 1000.0),
             ("n1", "devices", 8),
             ("n2", "observed", 900.0),
-        ),  # fmt: skip
+        ),
     )
     assert readings == {"n1": NodeReading(3161, 8, 1000.0)}  # n2 answered only in part
 
