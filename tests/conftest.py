@@ -5,6 +5,10 @@ kube-controller-manager, built from the Go modules on first use, and the fake ku
 that use it, directly or through ``kube_api`` or ``namespace``, get the ``cluster`` marker, so
 ``pytest -m "not cluster"`` runs the rest alone. When the control plane cannot be built or
 started the tests fail with the reason; they never skip (DESIGN.md §6).
+
+``prometheus`` is a real Prometheus (built from its Go module on first use, ``prometheus_bin``)
+scraping the test's own ``power_exporter`` every second; both are new for each test. They fail
+the same way, never skip.
 """
 
 from __future__ import annotations
@@ -51,6 +55,45 @@ def control_plane() -> Iterator[Any]:
         yield plane
     finally:
         plane.stop()
+
+
+@pytest.fixture(scope="session")
+def prometheus_bin() -> Path:
+    """The cached ``prometheus`` binary, built from its Go module the first time."""
+    from e2e.providers.build import BuildError, ensure_prometheus
+
+    try:
+        return ensure_prometheus()
+    except BuildError as err:
+        pytest.fail(f"prometheus could not be built: {err}", pytrace=False)
+
+
+@pytest.fixture
+def power_exporter() -> Iterator[Any]:
+    """A started ``e2e.providers.power_exporter.PowerExporter``, publishing nothing yet."""
+    from e2e.providers.power_exporter import PowerExporter
+
+    with PowerExporter() as exporter:
+        yield exporter
+
+
+@pytest.fixture
+def prometheus(prometheus_bin: Path, power_exporter: Any) -> Iterator[Any]:
+    """A ``e2e.providers.prometheus.LocalPrometheus`` scraping ``power_exporter`` every 1 s,
+    returned once its first scrape succeeded."""
+    from e2e.providers.prometheus import LocalPrometheus, PrometheusError
+
+    server = LocalPrometheus([power_exporter.target], binary=prometheus_bin)
+    try:
+        server.start()
+        server.wait_for_targets_up()
+    except PrometheusError as err:
+        server.stop()
+        pytest.fail(f"prometheus did not start: {err}", pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -5,26 +5,40 @@ and tested on, only the Go module proxy. So the binaries the tests need are comp
 from source, once, and cached under ``~/.cache/wattsched/bin/<release>/``. A second
 call finds them and returns at once.
 
-Run it directly to warm the cache: ``python -m e2e.providers.build``.
+``prometheus``, the telemetry store of the measured-power tests (DESIGN.md §2b, §6), is built
+the same way into a folder of its own, named by its version, so a new pin builds anew.
+
+Run it directly to warm the cache: ``python -m e2e.providers.build`` (control plane and
+prometheus; ``--with-helm`` adds helm).
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 KUBERNETES_VERSION = "v1.37.2"
 ETCD_VERSION = "v3.7.3"
 HELM_VERSION = "v3.22.0"
+# Prometheus 3.x is published on the module proxy as v0.3XX.Y: v0.316.0 is Prometheus 3.16.0.
+PROMETHEUS_VERSION = "v0.316.0"
+# Built without `builtinassets`: the web UI's embedded assets need npm, and the tests use only
+# the HTTP API, which works without them (the UI pages answer 404). `remove_all_sd` leaves out
+# the cloud and Kubernetes service discoveries and their SDKs (static, file and HTTP discovery
+# stay), so there is less to compile; the tests scrape static targets on 127.0.0.1.
+PROMETHEUS_BUILD_TAGS = ("remove_all_sd",)
 
 KUBERNETES_BINARIES = ("kube-apiserver", "kubectl", "kube-scheduler", "kube-controller-manager")
 
@@ -39,6 +53,10 @@ def bin_dir() -> Path:
     return cache_root() / "bin" / f"k8s-{KUBERNETES_VERSION}-etcd-{ETCD_VERSION}"
 
 
+def prometheus_bin_dir() -> Path:
+    return cache_root() / "bin" / f"prometheus-{PROMETHEUS_VERSION}"
+
+
 @dataclass(frozen=True)
 class Binaries:
     kube_apiserver: Path
@@ -47,6 +65,7 @@ class Binaries:
     kube_scheduler: Path
     kube_controller_manager: Path
     helm: Path
+    prometheus: Path
 
 
 def binaries() -> Binaries:
@@ -58,6 +77,7 @@ def binaries() -> Binaries:
         kube_scheduler=root / "kube-scheduler",
         kube_controller_manager=root / "kube-controller-manager",
         helm=root / "helm",
+        prometheus=prometheus_bin_dir() / "prometheus",
     )
 
 
@@ -105,8 +125,8 @@ def _go() -> str:
     go = shutil.which("go")
     if go is None:
         raise BuildError(
-            "the Go toolchain is not on PATH; the local control plane is compiled from the "
-            "Kubernetes Go modules, so install Go 1.25 or newer first"
+            "the Go toolchain is not on PATH; the local control plane and prometheus are "
+            "compiled from their Go modules, so install Go 1.25 or newer first"
         )
     return go
 
@@ -164,7 +184,14 @@ def _build_kubernetes(go: str, out: Path) -> None:
 
 
 def _build_module_main(
-    go: str, out: Path, name: str, module: str, version: str, pkg: str, ldflags: str = ""
+    go: str,
+    out: Path,
+    name: str,
+    module: str,
+    version: str,
+    pkg: str,
+    ldflags: str = "",
+    tags: Sequence[str] = (),
 ) -> None:
     work = cache_root() / "src" / f"{name}-{version}"
     work.mkdir(parents=True, exist_ok=True)
@@ -173,8 +200,10 @@ def _build_module_main(
     _run([go, "get", f"{module}@{version}"], work, f"go get {module}@{version}")
     _run([go, "mod", "tidy"], work, f"go mod tidy ({name})")
     _say(f"compiling {name} {version}")
+    tag_flags = ["-tags", ",".join(tags)] if tags else []
+    output = ["-o", str(out / name)]
     _run(
-        [go, "build", "-trimpath", "-ldflags", f"-s -w {ldflags}", "-o", str(out / name), pkg],
+        [go, "build", "-trimpath", *tag_flags, "-ldflags", f"-s -w {ldflags}", *output, pkg],
         work,
         f"go build {name}",
     )
@@ -193,7 +222,70 @@ def _helm_ldflags() -> str:
     )
 
 
-def ensure_control_plane(*, with_helm: bool = False) -> Binaries:
+def prometheus_release(module_version: str = PROMETHEUS_VERSION) -> str:
+    """The Prometheus release a module version is: v0.316.0 -> 3.16.0, v0.305.2 -> 3.5.2."""
+    match = re.fullmatch(r"v0\.(\d+)(\d\d)\.(\d+)", module_version)
+    if match is None:
+        raise BuildError(
+            f"PROMETHEUS_VERSION {module_version!r} is not a Prometheus 3.x module version; "
+            "those read v0.3XX.Y (v0.316.0 is Prometheus 3.16.0)"
+        )
+    major, minor, patch = match.groups()
+    return f"{int(major)}.{int(minor)}.{int(patch)}"
+
+
+def _prometheus_ldflags() -> str:
+    """Without these, `prometheus --version` and /api/v1/status/buildinfo report no version."""
+    return " ".join(
+        f"-X github.com/prometheus/common/version.{var}={value}"
+        for var, value in (
+            ("Version", prometheus_release()),
+            ("Branch", f"module-{PROMETHEUS_VERSION}"),
+            ("BuildUser", "wattsched"),
+        )
+    )
+
+
+def ensure_prometheus() -> Path:
+    """Return the cached ``prometheus`` binary, building it if missing. Raises BuildError.
+
+    Safe to call from several processes at once (a test run beside ``make controlplane``):
+    the first builds under a file lock and the others wait for it, and the binary appears
+    under its final name only once whole, so an interrupted build is never taken for a cached
+    one."""
+    binary = binaries().prometheus
+    if binary.exists():
+        return binary
+    out = prometheus_bin_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / ".build.lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            _say("another process is building prometheus; waiting for it")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        if binary.exists():  # built by whoever held the lock before
+            return binary
+        _say(f"building prometheus {prometheus_release()} (first time: about 4 minutes on 2 cores)")
+        partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=out))
+        try:
+            _build_module_main(
+                _go(),
+                partial,
+                "prometheus",
+                "github.com/prometheus/prometheus",
+                PROMETHEUS_VERSION,
+                "github.com/prometheus/prometheus/cmd/prometheus",
+                ldflags=_prometheus_ldflags(),
+                tags=PROMETHEUS_BUILD_TAGS,
+            )
+            (partial / "prometheus").replace(binary)
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+    return binary
+
+
+def ensure_control_plane(*, with_helm: bool = False, with_prometheus: bool = False) -> Binaries:
     """Return the cached binaries, building whatever is missing. Raises BuildError."""
     bins = binaries()
     out = bin_dir()
@@ -224,16 +316,23 @@ def ensure_control_plane(*, with_helm: bool = False) -> Binaries:
             "helm.sh/helm/v3/cmd/helm",
             ldflags=_helm_ldflags(),
         )
+    if with_prometheus:
+        ensure_prometheus()
     return bins
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--with-helm", action="store_true", help="also build helm")
+    parser.add_argument(
+        "--without-prometheus",
+        action="store_true",
+        help="do not build prometheus (the measured-power tests need it)",
+    )
     parser.add_argument("--print-dir", action="store_true", help="print the binary folder")
     args = parser.parse_args(argv)
     try:
-        ensure_control_plane(with_helm=args.with_helm)
+        ensure_control_plane(with_helm=args.with_helm, with_prometheus=not args.without_prometheus)
     except BuildError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
