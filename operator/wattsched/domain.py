@@ -159,6 +159,10 @@ class Pool:
     created_order: int  # lower is older; the older pool wins a node both select
     vendor: str = "other"
     model: str = ""
+    # Measured power (DESIGN.md §2b): PromQL giving watts per device, and the label naming the
+    # node; None when the pool has no power metric (AWS Neuron): it stays on nameplate.
+    telemetry_query: str | None = None
+    telemetry_node_label: str = "Hostname"
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +178,8 @@ class Budget:
     admission: str = "Committed"  # Committed (nameplate) | Measured (DESIGN.md §2b)
     max_oversubscription_percent: int = 0  # Measured: how far the worst case may exceed
     window_seconds: int = 900  # Measured: pods bound less than this ago are not in the data yet
+    percentile: int = 99  # Measured: observed power is this percentile over the window
+    stale_after_seconds: int = 120  # Measured: a node with no fresher reading is at nameplate
 
     @property
     def measured(self) -> bool:

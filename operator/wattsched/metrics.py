@@ -47,6 +47,30 @@ class Metrics:
             "wattsched_budget_headroom_watts",
             "Allocatable minus committed watts; negative when over.", ["budget"], registry=r,
         )  # fmt: skip
+        self.budget_measured_watts = Gauge(
+            "wattsched_budget_measured_watts",
+            "Measured facility watts of a Measured PowerBudget's nodes with fresh readings.",
+            ["budget"], registry=r,
+        )  # fmt: skip
+        self.budget_estimated_watts = Gauge(
+            "wattsched_budget_estimated_watts",
+            "Facility watts a Measured PowerBudget's admission counts (DESIGN.md §2b).",
+            ["budget"], registry=r,
+        )  # fmt: skip
+        self.budget_stale_nodes = Gauge(
+            "wattsched_budget_stale_nodes",
+            "Nodes of a Measured PowerBudget counted at nameplate for want of a fresh reading.",
+            ["budget"], registry=r,
+        )  # fmt: skip
+        self.telemetry_query_duration = Histogram(
+            "wattsched_telemetry_query_duration_seconds",
+            "Time one pool's Prometheus query takes.", ["pool"],
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.telemetry_errors = Counter(
+            "wattsched_telemetry_errors", "Prometheus queries that failed, by pool.", ["pool"],
+            registry=r,
+        )  # fmt: skip
         self.pool_devices = Gauge(
             "wattsched_pool_devices", "Devices of an AcceleratorPool, allocated or free.",
             ["pool", "state"], registry=r,
@@ -91,6 +115,9 @@ class Metrics:
             self.budget_allocatable_watts,
             self.budget_committed_watts,
             self.budget_headroom_watts,
+            self.budget_measured_watts,
+            self.budget_estimated_watts,
+            self.budget_stale_nodes,
         ):
             with contextlib.suppress(KeyError):
                 gauge.remove(name)
