@@ -7,7 +7,8 @@ budgets whose limits bind before the devices do, and one operator process.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,36 @@ from e2e.providers.rest import KubeREST
 NODES_PER_POOL = 40
 PODS = 1000
 SIZES = (1, 2, 4, 8)
+BUDGET_GAUGES = (
+    ("wattsched_budget_committed_watts", "committedWatts"),
+    ("wattsched_budget_limit_watts", "effectiveLimitWatts"),
+    ("wattsched_budget_headroom_watts", "headroomWatts"),
+)
+
+
+def _wait_for_the_second_after(obj: dict[str, Any]) -> None:
+    """Until the clock has left the (whole) second of `obj`'s creationTimestamp."""
+    created = datetime.strptime(obj["metadata"]["creationTimestamp"], "%Y-%m-%dT%H:%M:%SZ")
+    created = created.replace(tzinfo=UTC)
+    wait_until(lambda: datetime.now(UTC).replace(microsecond=0) > created, 5,
+               f"the second after {obj['metadata']['name']} was created",
+               interval_seconds=0.05)  # fmt: skip
+
+
+def wait_for_agreement(
+    differences: Callable[[], list[str]], timeout_seconds: float, what: str
+) -> None:
+    """Poll until `differences()` is empty; fail with the differences still left."""
+    left: list[str] = []
+
+    def agree() -> bool:
+        left[:] = differences()
+        return not left
+
+    try:
+        wait_until(agree, timeout_seconds, what, interval_seconds=1)
+    except AssertionError:
+        raise AssertionError(f"{what}: after {timeout_seconds:.0f}s still {left}") from None
 
 
 @pytest.fixture(scope="module")
@@ -119,10 +150,8 @@ def test_a_thousand_pods_are_each_bound_or_pending_with_a_reason(site: dict[str,
 
 def test_status_equals_a_recomputation_from_the_bound_pods(site: dict[str, Any]) -> None:
     rest, ts = site["rest"], site["site"]
-    deadline = time.monotonic() + 30
-    while problems := status_matches(rest, site["budgets"], ts.pool_names):
-        assert time.monotonic() < deadline, f"statuses differ from the recomputation: {problems}"
-        time.sleep(1)
+    wait_for_agreement(lambda: status_matches(rest, site["budgets"], ts.pool_names), 30,
+                       "statuses equal to the recomputation")  # fmt: skip
     for name in site["budgets"]:
         status = rest.get(f"{GROUP_PATH}/powerbudgets/{name}")["status"]
         conditions = {c["type"]: c for c in status["conditions"]}
@@ -134,22 +163,37 @@ def test_status_equals_a_recomputation_from_the_bound_pods(site: dict[str, Any])
 
 def test_metrics_match_the_statuses(site: dict[str, Any]) -> None:
     rest, ts, operator = site["rest"], site["site"], site["operator"]
-    time.sleep(1.0)  # one status interval: gauges are set when statuses are computed
+
+    def differences() -> list[str]:
+        # Gauges are set when statuses are computed, and the patch follows: poll until both
+        # show the same computation.
+        samples = operator.metrics()
+        found: list[str] = []
+
+        def compare(what: str, metric: float | None, status_value: Any) -> None:
+            if metric != status_value:
+                found.append(f"{what}: metric {metric} != status {status_value}")
+
+        for name in site["budgets"]:
+            status = rest.get(f"{GROUP_PATH}/powerbudgets/{name}").get("status") or {}
+            key = (("budget", name),)
+            for metric, field in BUDGET_GAUGES:
+                compare(f"{metric} of {name}", samples.get((metric, key)), status.get(field))
+        for name in ts.pool_names:
+            status = rest.get(f"{GROUP_PATH}/acceleratorpools/{name}").get("status") or {}
+            allocated = samples.get(
+                ("wattsched_pool_devices", (("pool", name), ("state", "allocated")))
+            )
+            free = samples.get(("wattsched_pool_devices", (("pool", name), ("state", "free"))))
+            devices, allocated_devices = status.get("devices"), status.get("allocatedDevices")
+            compare(f"allocated devices of {name}", allocated, allocated_devices)
+            compare(f"free devices of {name}", free, (devices or 0) - (allocated_devices or 0))
+        pending = sum(1 for p in list_pods(rest, site["ns"]) if not p["spec"].get("nodeName"))
+        compare("pending pods", samples.get(("wattsched_pending_pods", ())), pending)
+        return found
+
+    wait_for_agreement(differences, 30, "metrics equal to the statuses")
     samples = operator.metrics()
-    for name in site["budgets"]:
-        status = rest.get(f"{GROUP_PATH}/powerbudgets/{name}")["status"]
-        key = (("budget", name),)
-        assert samples[("wattsched_budget_committed_watts", key)] == status["committedWatts"]
-        assert samples[("wattsched_budget_limit_watts", key)] == status["effectiveLimitWatts"]
-        assert samples[("wattsched_budget_headroom_watts", key)] == status["headroomWatts"]
-    for name in ts.pool_names:
-        status = rest.get(f"{GROUP_PATH}/acceleratorpools/{name}")["status"]
-        allocated = samples[("wattsched_pool_devices", (("pool", name), ("state", "allocated")))]
-        free = samples[("wattsched_pool_devices", (("pool", name), ("state", "free")))]
-        assert allocated == status["allocatedDevices"]
-        assert free == status["devices"] - status["allocatedDevices"]
-    pending = sum(1 for p in list_pods(rest, site["ns"]) if not p["spec"].get("nodeName"))
-    assert samples[("wattsched_pending_pods", ())] == pending
     assert samples[("wattsched_scheduling_attempts_total", (("result", "scheduled"),))] > 0
     assert samples[("wattsched_leader", ())] == 1
     assert samples[("wattsched_build_info", (("version", "0.1.0"),))] == 1
@@ -183,6 +227,9 @@ def test_a_gang_that_does_not_fit_waits_whole_then_binds_whole(site: dict[str, A
     rest, ts, ns = site["rest"], site["site"], site["ns"]
     h200 = ULSAN_SHAPES[0]
     ts.add_nodes(h200, 16, zone="gang")
+    # Under a budget of their own (fail closed: DESIGN.md §2), roomy enough that devices, not
+    # power, decide: 16 full nodes commit 161.6 kW.
+    ts.add_budget("gang", {ZONE_LABEL: "gang"}, "1MW")
     high = site["classes"][2]
     blockers = [ts.pod(f"blocker-{i}", ns, h200.resource, 8, priority_class=high, zone="gang")
                 for i in range(2)]  # fmt: skip
@@ -227,6 +274,8 @@ def test_overlapping_pools_are_reported_on_both(site: dict[str, Any]) -> None:
     ts.node_names.append(node["metadata"]["name"])
     names = []
     for short in ("overlap-old", "overlap-new"):
+        if names:  # creationTimestamp has whole seconds: make "older" unambiguous
+            _wait_for_the_second_after(rest.get(f"{GROUP_PATH}/acceleratorpools/{names[-1]}"))
         name = ts.name(short)
         rest.post(f"{GROUP_PATH}/acceleratorpools", {
             "apiVersion": "wattsched.io/v1alpha1", "kind": "AcceleratorPool",
@@ -240,7 +289,6 @@ def test_overlapping_pools_are_reported_on_both(site: dict[str, Any]) -> None:
         })  # fmt: skip
         ts.pool_names.append(name)
         names.append(name)
-        time.sleep(1.1)  # creationTimestamp has whole seconds: make "older" unambiguous
 
     def conflicts() -> dict[str, Any] | None:
         found = {}

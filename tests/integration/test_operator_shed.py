@@ -6,7 +6,6 @@ Ten H200 nodes full of 2-GPU pods at four priorities; every pod frees 2 x (700 -
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -86,15 +85,48 @@ def _budget_status(rest: KubeREST, name: str) -> dict[str, Any]:
     return rest.get(f"{GROUP_PATH}/powerbudgets/{name}").get("status") or {}
 
 
-def _expect_shed(rest: KubeREST, ns: str, before: dict[str, int], limit_watts: int) -> set[str]:
+def _shed_events(rest: KubeREST, ns: str) -> dict[str, str]:
+    """Pod -> when wattsched first announced its eviction (just before asking for it)."""
+    announced: dict[str, str] = {}
+    for event in rest.list_all(f"/api/v1/namespaces/{ns}/events")[0]:
+        if event["reason"] == "Shed" and event["involvedObject"]["kind"] == "Pod":
+            name, at = event["involvedObject"]["name"], event["firstTimestamp"]
+            announced[name] = min(at, announced.get(name, at))  # RFC 3339 sorts as time does
+    return announced
+
+
+def _expect_shed(
+    rest: KubeREST,
+    ns: str,
+    budget: str,
+    before: dict[str, int],
+    limit_watts: int,
+    timeout_seconds: float = 30,
+) -> set[str]:
     over = FULL_WATTS - FREED_PER_POD * (len(PRIORITIES) * PODS_PER_PRIORITY - len(before))
     need = math.ceil((over - limit_watts) / FREED_PER_POD)
-    wait_until(lambda: len(before) - len(_survivors(rest, ns)) >= need, 30,
+    wait_until(lambda: len(before) - len(_survivors(rest, ns)) >= need, timeout_seconds,
                f"{need} evictions")  # fmt: skip
-    time.sleep(3)  # and then no more
+
+    # And then no more: once the operator's own ledger counts exactly the pods left and is
+    # within the limit, it has no reason to shed again.
+    def settled() -> bool:
+        status = _budget_status(rest, budget)
+        committed, allocatable = status.get("committedWatts"), status.get("allocatableWatts")
+        return (
+            status.get("effectiveLimitWatts") == limit_watts
+            and status.get("pods") == len(_survivors(rest, ns))
+            and committed is not None
+            and allocatable is not None
+            and committed <= allocatable
+        )
+
+    wait_until(settled, 30, f"PowerBudget {budget} to count only the pods left, within its limit")
     after = _survivors(rest, ns)
     gone = set(before) - set(after)
     assert len(gone) == need, f"evicted {len(gone)} pods, the fewest that restore it is {need}"
+    announced = set(_shed_events(rest, ns)) & set(before)
+    assert announced <= gone, f"set out to evict {sorted(announced - gone)} too"
     assert max(before[name] for name in gone) <= min(after.values()), (
         f"evicted {sorted(gone)} while lower-priority pods stayed"
     )
@@ -108,7 +140,7 @@ def test_lowering_the_limit_by_an_edit_sheds_the_fewest_lowest_priority_pods(
     before = _survivors(rest, ns)
     rest.patch(f"{GROUP_PATH}/powerbudgets/{budget}", {"spec": {"limit": "95kW"}},
                content_type="application/merge-patch+json")  # fmt: skip
-    gone = _expect_shed(rest, ns, before, 95_000)
+    gone = _expect_shed(rest, ns, budget, before, 95_000)
     assert {before[name] for name in gone} == {100}
     status = wait_until(lambda: (s := _budget_status(rest, budget)).get("observedGeneration") == 2
                         and s, 10, "the status of generation 2")  # fmt: skip
@@ -134,10 +166,19 @@ def test_a_scheduled_limit_sheds_at_its_instant(site: dict[str, Any]) -> None:
     )
     status = wait_until(lambda: _budget_status(rest, budget).get("nextChange"), 10, "nextChange")
     assert status == {"at": at.strftime("%Y-%m-%dT%H:%M:%SZ"), "limitWatts": 90_000}
-    time.sleep(max(0.0, (at - datetime.now(UTC)).total_seconds() - 2))
-    assert _survivors(rest, ns) == before, "evicted before the scheduled instant"
-    gone = _expect_shed(rest, ns, before, 90_000)
+    until_then = max(0.0, (at - datetime.now(UTC)).total_seconds())
+    gone = _expect_shed(rest, ns, budget, before, 90_000, timeout_seconds=until_then + 30)
     assert {before[name] for name in gone} == {100}
+    # None went before the instant: each eviction is announced, in whole seconds, just before
+    # it is asked for, and the instant is a whole second.
+    announced = _shed_events(rest, ns)
+    assert gone <= set(announced), announced
+    early = {
+        name: announced[name]
+        for name in gone
+        if datetime.strptime(announced[name], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) < at
+    }
+    assert not early, f"evicted before the scheduled instant {at:%H:%M:%S}: {early}"
     status = _budget_status(rest, budget)
     assert status["effectiveLimitWatts"] == 90_000
     assert status.get("nextChange") is None
