@@ -109,6 +109,20 @@ def test_the_cache_is_synced_once_the_watch_showed_every_listed_object() -> None
     asyncio.run(scenario())
 
 
+def test_an_object_deleted_before_the_watch_began_does_not_keep_the_cache_unsynced() -> None:
+    async def scenario() -> None:
+        cache = ClusterCache("wattsched")
+        cache.expect("nodes", ["uid-n1", "uid-gone"])
+        for kind in ("pods", "acceleratorpools", "powerbudgets"):
+            cache.expect(kind, [])  # type: ignore[arg-type]
+        cache.node_event(None, node("n1"))
+        assert not cache.synced.is_set()  # uid-gone was deleted before kopf's first list
+        cache.still_listed("nodes", ["uid-n1"])
+        assert cache.synced.is_set()
+
+    asyncio.run(scenario())
+
+
 def test_status_keeps_transition_times_and_says_when_over() -> None:
     cache = filled_cache()
     state = cache.build_state(NOW)

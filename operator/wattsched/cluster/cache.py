@@ -72,6 +72,14 @@ class ClusterCache:
         self._expected[kind] = pending
         self._check_synced()
 
+    def still_listed(self, kind: Kind, uids: Iterable[str]) -> None:
+        """A later LIST: an expected object it no longer shows was deleted before the watch
+        could show it, and will never come; waiting for it would keep us unready forever."""
+        expected = self._expected[kind]
+        if expected:
+            expected.intersection_update(uids)
+            self._check_synced()
+
     def missing(self) -> dict[str, int]:
         """Objects per kind still to come through the watch (None: not listed yet -> -1)."""
         return {kind: -1 if uids is None else len(uids) for kind, uids in self._expected.items()}

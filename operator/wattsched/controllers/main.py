@@ -186,8 +186,13 @@ async def _expect_initial_lists(cache: Any, client: Any) -> None:
                 await asyncio.sleep(2)
     while not cache.synced.is_set():
         await asyncio.sleep(5)
-        if not cache.synced.is_set():
-            log.info("waiting for the watch to show the initial lists: %s", cache.missing())
+        if cache.synced.is_set():
+            break
+        log.info("waiting for the watch to show the initial lists: %s", cache.missing())
+        for kind, count in cache.missing().items():
+            if count > 0:  # some may have been deleted before the watch began: list again
+                with contextlib.suppress(KubeApiError, KubeUnavailable):
+                    cache.still_listed(kind, await client.list_uids(LIST_PATHS[kind]))
 
 
 async def operate(options: RunOptions) -> int:
