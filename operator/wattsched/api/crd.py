@@ -16,14 +16,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from wattsched.api.models import (
-    GROUP,
-    VERSION,
-    AcceleratorPoolSpec,
-    AcceleratorPoolStatus,
-    PowerBudgetSpec,
-    PowerBudgetStatus,
-)
+from wattsched.api.budget import PowerBudgetSpec, PowerBudgetStatus
+from wattsched.api.models import GROUP, VERSION
+from wattsched.api.pool import AcceleratorPoolSpec, AcceleratorPoolStatus
 
 _DROPPED_KEYS = {"title", "additionalProperties_false"}
 

@@ -11,12 +11,9 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from wattsched.api.models import (
-    AcceleratorPoolStatus,
-    Condition,
-    NextChange,
-    PowerBudgetStatus,
-)
+from wattsched.api.budget import NextChange, PowerBudgetStatus
+from wattsched.api.meta import Condition
+from wattsched.api.pool import AcceleratorPoolStatus
 from wattsched.api.units import format_power
 from wattsched.power.ledger import BudgetStatus, PoolUsage
 from wattsched.translate import JSON, BudgetSource, PoolSource

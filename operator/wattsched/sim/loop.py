@@ -17,29 +17,31 @@ Evicted jobs are requeued, never dropped: the work done so far is kept (as if ch
 the job queues again with its remaining run time and its original priority and creation order,
 so it goes back to the head of its priority level. A gang is evicted and requeued whole.
 
-What the engine believes and what the site draws are kept apart: a `Meter` sums every node's
-watts against the real budgets, whatever the policy let the engine see.
+What the engine believes and what the site draws are kept apart: a `Meter` (meter.py) sums every
+node's watts against the real budgets, whatever the policy let the engine see. What a run leaves
+behind is a `RunResult` (result.py); a job's own record is a `Job` (job.py). This module holds
+only the clock and the order of things at an instant, so the story above reads top to bottom in
+`Simulation.run`.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from enum import IntEnum
-from types import MappingProxyType
 
-from wattsched.domain import Budget, Node, Pod, PodKey, Pool
-from wattsched.power.ledger import budgets_containing, oldest_first, owning_pool
-from wattsched.power.watts import delta_watts, devices_in, facility_watts, node_watts
+from wattsched.domain import Node, PodKey
+from wattsched.power.watts import delta_watts
 from wattsched.scheduling.config import SchedulerConfig
 from wattsched.scheduling.scheduler import Scheduler
 from wattsched.scheduling.state import ClusterState
+from wattsched.sim.job import Job
+from wattsched.sim.meter import Meter, StrandedTree
 from wattsched.sim.policies import Policy, static_cap_cordons
-from wattsched.sim.site import POOL_LABEL, Site
+from wattsched.sim.result import BudgetRecord, RunResult, Sample
+from wattsched.sim.site import Site
 from wattsched.sim.workload import JobSpec
 
-NAMESPACE = "sim"
 DRAIN_REASON = "Drained"
 _MAX_ROUNDS_PER_INSTANT = 16
 
@@ -55,176 +57,6 @@ class EventKind(IntEnum):
     WITHDRAW = 3
     ARRIVAL = 4
     CYCLE = 5
-
-
-@dataclass(slots=True)
-class Job:
-    spec: JobSpec
-    index: int
-    keys: tuple[PodKey, ...]
-    remaining_seconds: int
-    state: str = "future"  # future | queued | running | done | withdrawn
-    token: int = 0  # bumped on every transition, so stale events are ignored
-    bound: int = 0
-    first_start: int | None = None
-    started_at: int = 0
-    restarts: int = 0
-    queued_since: int = 0
-    pods: tuple[Pod, ...] = ()
-
-
-@dataclass(slots=True)
-class Sample:
-    at_seconds: int
-    budget_watts: dict[str, int]  # facility watts drawn, per real budget
-    budget_limit_watts: dict[str, int]
-    budget_allocatable_watts: dict[str, int]
-    pool_allocated: dict[str, int]
-    pool_devices: dict[str, int]
-    queued_jobs: int
-    running_jobs: int
-    cordoned_nodes: int
-    evictions: dict[str, int]  # pods evicted since the previous sample, per reason
-
-
-@dataclass(slots=True)
-class BudgetRecord:
-    over: bool = False
-    episodes: int = 0
-    over_seconds: int = 0
-    worst_overshoot_watts: int = 0
-
-
-@dataclass(slots=True)
-class RunResult:
-    policy: str
-    samples: list[Sample] = field(default_factory=list)
-    waits_seconds: list[int] = field(default_factory=list)  # first start - submission, per job
-    jobs_submitted: int = 0
-    jobs_started: int = 0
-    jobs_completed: int = 0
-    jobs_withdrawn: int = 0
-    jobs_queued_at_end: int = 0
-    jobs_running_at_end: int = 0
-    pods_started: int = 0
-    evictions: dict[str, int] = field(default_factory=dict)  # pods, per reason
-    eviction_times: list[tuple[int, str, int]] = field(default_factory=list)  # (at, reason, pods)
-    budgets: dict[str, BudgetRecord] = field(default_factory=dict)
-    stranded_watt_seconds: int = 0
-    cycles: int = 0
-    start_log: list[tuple[str, int]] = field(default_factory=list)  # (job, start) if recording
-
-
-class Meter:
-    """Watts the site draws per real budget, from what is placed: policy-independent."""
-
-    def __init__(self, site: Site) -> None:
-        self.budgets = {name: entry.budget for name, entry in site.budgets.items()}
-        self.it_watts = dict.fromkeys(self.budgets, 0)
-        self.node_budgets: dict[str, tuple[str, ...]] = {}
-        self.node_pool: dict[str, Pool | None] = {}
-        self.pool_devices = dict.fromkeys(site.pools, 0)
-        self.pool_allocated = dict.fromkeys(site.pools, 0)
-        self._pools = oldest_first(site.pools.values())
-        # Bumped on every change: most instants move nothing the figures derived from the
-        # meter depend on, so the loop recomputes them only when this moved.
-        self.version = 0
-
-    def commission(self, node: Node) -> None:
-        pool = owning_pool(node, self._pools)
-        names = budgets_containing(node, (self.budgets[n] for n in sorted(self.budgets)))
-        self.node_pool[node.name] = pool
-        self.node_budgets[node.name] = names
-        self.version += 1
-        if pool is None:
-            return
-        devices = devices_in(node.allocatable, pool.resource_names)
-        self.pool_devices[pool.name] += devices
-        watts = node_watts(pool.profile, devices, 0)
-        for name in names:
-            self.it_watts[name] += watts
-
-    def place(self, pod: Pod, node: str, sign: int) -> None:
-        pool = self.node_pool.get(node)
-        if pool is None:
-            return
-        self.version += 1
-        devices = devices_in(pod.requests, pool.resource_names)
-        self.pool_allocated[pool.name] += sign * devices
-        watts = sign * delta_watts(pool.profile, devices)
-        for name in self.node_budgets[node]:
-            self.it_watts[name] += watts
-
-    def set_limit(self, budget: Budget) -> None:
-        self.budgets[budget.name] = budget
-        self.version += 1
-
-    def facility_watts(self, name: str) -> int:
-        return facility_watts(self.it_watts[name], self.budgets[name].pue_milli)
-
-
-class StrandedTree:
-    """Allocatable watts left unused while pods wait, without double counting nested budgets.
-
-    Budgets form a tree by node-set containment (site > phase > hall); each pool hangs under
-    the smallest budget holding its nodes. What waiting work could still draw is, bottom-up,
-    min(headroom of the budget, what its children and waiting pools could draw), and a pool can
-    draw no more than its waiting pods need. Exact for nested budgets; for budgets that overlap
-    without nesting it is an estimate.
-    """
-
-    def __init__(self, site: Site, meter: Meter) -> None:
-        members: dict[str, set[str]] = {name: set() for name in site.budgets}
-        pool_budgets: dict[str, set[str]] = {}
-        for node in site.all_nodes:
-            for name, entry in site.budgets.items():
-                if entry.budget.selector.matches(node.labels):
-                    members[name].add(node.name)
-            pool = next(
-                (
-                    p
-                    for p in sorted(site.pools.values(), key=lambda p: (p.created_order, p.name))
-                    if p.selector.matches(node.labels)
-                ),
-                None,
-            )
-            if pool is not None:
-                pool_budgets.setdefault(pool.name, set()).update(
-                    n for n, e in site.budgets.items() if e.budget.selector.matches(node.labels)
-                )
-        order = sorted(members, key=lambda name: (-len(members[name]), name))
-        self.parent: dict[str, str | None] = {}
-        for index, name in enumerate(order):
-            parent = None
-            for candidate in order[:index]:
-                if members[name] <= members[candidate]:
-                    parent = candidate  # the last (smallest) container wins
-            self.parent[name] = parent
-        self.pool_home: dict[str, str] = {}
-        for pool_name, names in pool_budgets.items():
-            if names:
-                self.pool_home[pool_name] = max(names, key=order.index)
-        self.bottom_up = list(reversed(order))
-        self.meter = meter
-
-    def watts(self, waiting_pool_watts: dict[str, int]) -> int:
-        meter = self.meter
-        could: dict[str, int] = dict.fromkeys(self.parent, 0)
-        for pool, need in waiting_pool_watts.items():
-            home = self.pool_home.get(pool)
-            if home is not None and need > 0:
-                could[home] += need
-        total = 0
-        for name in self.bottom_up:
-            budget = meter.budgets[name]
-            headroom = max(0, budget.allocatable_watts - meter.facility_watts(name))
-            usable = min(headroom, could[name])
-            parent = self.parent[name]
-            if parent is None:
-                total += usable
-            else:
-                could[parent] += usable
-        return total
 
 
 class Simulation:
@@ -261,7 +93,7 @@ class Simulation:
         self.stranded = StrandedTree(site, self.meter)
         self.result = RunResult(policy.name)
         self.result.budgets = {name: BudgetRecord() for name in site.budgets}
-        self.jobs = [self._job(index, spec) for index, spec in enumerate(jobs)]
+        self.jobs = [Job.from_spec(index, spec) for index, spec in enumerate(jobs)]
         self.job_of: dict[PodKey, Job] = {}
         for job in self.jobs:
             for key in job.keys:
@@ -282,31 +114,7 @@ class Simulation:
         self._stranded_at: tuple[int, int, int] | None = None
         self._limits_checked_at = -1
 
-    # -- set-up ------------------------------------------------------------------------------
-
-    def _job(self, index: int, spec: JobSpec) -> Job:
-        if spec.gang_size == 1:
-            keys: tuple[PodKey, ...] = ((NAMESPACE, spec.name),)
-        else:
-            keys = tuple((NAMESPACE, f"{spec.name}-{i}") for i in range(spec.gang_size))
-        selector = MappingProxyType({POOL_LABEL: spec.pool} if spec.pool else {})
-        requests = MappingProxyType({spec.resource: spec.devices_per_pod})
-        gang = f"{NAMESPACE}/{spec.name}" if spec.gang_size > 1 else None
-        pods = tuple(
-            Pod(
-                namespace,
-                name,
-                uid=f"uid-{name}",
-                priority=spec.priority,
-                created_order=index,
-                requests=requests,
-                node_selector=selector,
-                gang=gang,
-                gang_size=spec.gang_size,
-            )
-            for namespace, name in keys
-        )
-        return Job(spec, index, keys, spec.duration_seconds, pods=pods)
+    # -- the event queue -----------------------------------------------------------------------
 
     def _push(self, at: int, kind: EventKind, subject: int, token: int = 0) -> None:
         self._sequence += 1

@@ -7,7 +7,7 @@ Definitions (also in the README, "Simulate before you trust it"):
   (not its allocatable: the reserve is a margin, not the limit); violation-hours is the
   time spent over, worst overshoot the largest excess in watts.
 - stranded power: allocatable watts left unused while pods that could use them wait (see
-  `loop.StrandedTree`), integrated over time, in MWh.
+  `meter.StrandedTree`), integrated over time, in MWh.
 - evictions: pods, by reason (Preempted, Shed, Drained by static-cap's cordons).
 """
 
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from wattsched.percentile import percentile
-from wattsched.sim.loop import RunResult
+from wattsched.sim.result import RunResult
 
 WATT_SECONDS_PER_MWH = 3_600_000_000
 

@@ -1,35 +1,26 @@
-"""The outputs of a comparison: timeseries.csv, summary.json, PNG plots, report.md, and the
-one-screen summary for the terminal. Plots use matplotlib's Agg backend: no display needed."""
+"""The outputs of a comparison: timeseries.csv, summary.json, report.md, and the one-screen
+summary for the terminal; `write_outputs` writes them all, figures included.
+
+These are the numbers: the data files are what two runs, or two versions of wattsched, are
+compared on byte for byte, and the tables say the same figures in words. The figures are drawn
+in plots.py, apart, because drawing is a different craft that changes with taste and needs
+matplotlib; report.md only embeds them by the names and captions plots.PLOTS gives.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from wattsched.power.watts import format_watts
-from wattsched.sim.loop import RunResult
 from wattsched.sim.metrics import PolicySummary
+from wattsched.sim.plots import PLOTS
 from wattsched.sim.policies import POLICIES
+from wattsched.sim.result import EVICTION_REASONS
 from wattsched.sim.run import Comparison
-
-POLICY_COLOURS = {"wattsched": "#1b7837", "power-blind": "#d6604d", "static-cap": "#4393c3"}
-EVICTION_REASONS = ("Preempted", "Shed", "Drained")
-
-
-def _colour(policy: str) -> str:
-    return POLICY_COLOURS.get(policy, "#777777")
-
-
-def _top_last(comparison: Comparison) -> list[RunResult]:
-    """Runs in drawing order: wattsched last, so its line is on top of the baselines'."""
-    return sorted(comparison.runs, key=lambda run: run.policy == "wattsched")
-
-
-def _instant(comparison: Comparison, seconds: int) -> datetime:
-    return comparison.inputs.scenario.start_at + timedelta(seconds=seconds)
 
 
 def _iso(moment: datetime) -> str:
@@ -40,6 +31,7 @@ def _iso(moment: datetime) -> str:
 
 
 def write_timeseries(comparison: Comparison, path: Path) -> None:
+    scenario = comparison.inputs.scenario
     site = comparison.inputs.site
     budgets = sorted(site.budgets)
     pools = sorted(site.pools)
@@ -55,7 +47,7 @@ def write_timeseries(comparison: Comparison, path: Path) -> None:
         for run in comparison.runs:
             for sample in run.samples:
                 row: list[Any] = [
-                    _iso(_instant(comparison, sample.at_seconds)),
+                    _iso(scenario.instant_at(sample.at_seconds)),
                     run.policy,
                     sample.queued_jobs,
                     sample.running_jobs,
@@ -144,210 +136,6 @@ def summary_table(comparison: Comparison, summaries: list[PolicySummary]) -> str
     )
     lines.append(f"wall time: {walls}")
     return "\n".join(lines)
-
-
-# -- plots ---------------------------------------------------------------------------------------
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _date_axis(axis: Any, months: tuple[int, ...] = (1, 4, 7, 10)) -> None:
-    import matplotlib.dates as mdates
-
-    locator = mdates.MonthLocator(bymonth=months)  # type: ignore[no-untyped-call]
-    axis.xaxis.set_major_locator(locator)
-    axis.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m"))  # type: ignore[no-untyped-call]
-    axis.grid(True, alpha=0.3)
-
-
-def plot_power(comparison: Comparison, path: Path) -> None:
-    plt = _pyplot()
-    site = comparison.inputs.site
-    scenario = comparison.inputs.scenario
-    budgets = sorted(site.budgets, key=lambda n: (-site.budgets[n].steps[0].limit_watts, n))
-    figure, axes = plt.subplots(
-        len(budgets), 1, figsize=(11, 2.8 * len(budgets)), sharex=True, squeeze=False
-    )
-    end = scenario.end_at
-    for axis, name in zip(axes[:, 0], budgets, strict=True):
-        entry = site.budgets[name]
-        times = [_instant(comparison, step.at_seconds) for step in entry.steps] + [end]
-        limits = [step.limit_watts / 1e6 for step in entry.steps]
-        limits.append(limits[-1])
-        reserve = entry.budget.reserve_percent
-        allocatable = [watts * (100 - reserve) / 100 for watts in limits]
-        for run in _top_last(comparison):
-            xs = [_instant(comparison, s.at_seconds) for s in run.samples]
-            ys = [s.budget_watts[name] / 1e6 for s in run.samples]
-            axis.plot(xs, ys, color=_colour(run.policy), linewidth=1.0, label=run.policy)
-        axis.step(times, limits, where="post", color="black", linewidth=1.6, label="limit")
-        axis.step(
-            times,
-            allocatable,
-            where="post",
-            color="black",
-            linestyle="--",
-            linewidth=1.0,
-            label="allocatable (limit minus reserve)",
-        )
-        axis.set_title(
-            f"PowerBudget {name} ({entry.budget.enforcement}, reserve {reserve} %)",
-            loc="left",
-            fontsize=10,
-        )
-        axis.set_ylabel("facility power (MW)")
-        axis.set_ylim(bottom=0)
-        _date_axis(axis)
-    axes[0, 0].legend(loc="upper left", fontsize=8, ncol=3)
-    axes[-1, 0].set_xlabel("date (UTC)")
-    figure.suptitle(
-        f"Power per budget against its limit (site at scale {scenario.scale:g}, "
-        f"sampled every {scenario.sample_interval})",
-        fontsize=11,
-    )
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-
-
-def plot_utilisation(comparison: Comparison, path: Path) -> None:
-    plt = _pyplot()
-    pools = sorted(comparison.inputs.site.pools)
-    columns = 2
-    rows = -(-len(pools) // columns)
-    figure, axes = plt.subplots(
-        rows, columns, figsize=(11, 2.6 * rows), sharex=True, sharey=True, squeeze=False
-    )
-    for index, name in enumerate(pools):
-        axis = axes[index // columns, index % columns]
-        for run in _top_last(comparison):
-            xs = [_instant(comparison, s.at_seconds) for s in run.samples]
-            ys = [
-                100 * s.pool_allocated[name] / s.pool_devices[name] if s.pool_devices[name] else 0
-                for s in run.samples
-            ]
-            axis.plot(xs, ys, color=_colour(run.policy), linewidth=0.9, label=run.policy)
-        pool = comparison.inputs.site.pools[name]
-        axis.set_title(f"{name} ({pool.model})", loc="left", fontsize=10)
-        axis.set_ylabel("devices allocated (%)")
-        axis.set_ylim(0, 105)
-        _date_axis(axis, months=(1, 7))
-    for index in range(len(pools), rows * columns):
-        axes[index // columns, index % columns].set_visible(False)
-    axes[0, 0].legend(loc="lower right", fontsize=8)
-    figure.suptitle("Device utilisation per pool", fontsize=11)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-
-
-def plot_waits(comparison: Comparison, path: Path) -> None:
-    plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(9, 4.5))
-    floor_hours = 1 / 60
-    for run in comparison.runs:
-        waits = sorted(max(floor_hours, w / 3600) for w in run.waits_seconds)
-        if not waits:
-            continue
-        fractions = [100 * (i + 1) / len(waits) for i in range(len(waits))]
-        axis.step(waits, fractions, where="post", color=_colour(run.policy), label=run.policy)
-    axis.set_xscale("log")
-    axis.set_xlabel("queue wait until first start (hours, log scale; under 1 min drawn at 1 min)")
-    axis.set_ylabel("jobs started within (%)")
-    axis.set_ylim(0, 101)
-    axis.grid(True, which="both", alpha=0.3)
-    axis.legend(loc="lower right")
-    axis.set_title("Queue-wait distribution per policy (cumulative)", loc="left", fontsize=11)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-
-
-def plot_evictions(comparison: Comparison, path: Path) -> None:
-    plt = _pyplot()
-    runs = comparison.runs
-    figure, axes = plt.subplots(
-        len(runs), 1, figsize=(11, 2.3 * len(runs)), sharex=True, sharey=True, squeeze=False
-    )
-    week = 7 * 86400
-    weeks = comparison.inputs.scenario.horizon_seconds // week + 1
-    colours = {"Preempted": "#762a83", "Shed": "#e08214", "Drained": "#4393c3"}
-    xs = [_instant(comparison, i * week) for i in range(weeks)]
-    for axis, run in zip(axes[:, 0], runs, strict=True):
-        bottom = [0] * weeks
-        for reason in EVICTION_REASONS:
-            counts = [0] * weeks
-            for at, why, pods in run.eviction_times:
-                if why == reason:
-                    counts[at // week] += pods
-            if any(counts):
-                axis.bar(
-                    xs,
-                    counts,
-                    width=6,
-                    bottom=bottom,
-                    align="edge",
-                    color=colours[reason],
-                    label=reason,
-                )
-                bottom = [b + c for b, c in zip(bottom, counts, strict=True)]
-        axis.set_title(f"{run.policy}: {sum(bottom)} pods evicted", loc="left", fontsize=10)
-        axis.set_ylabel("pods per week")
-        if any(bottom):
-            axis.legend(loc="upper left", fontsize=8)
-        _date_axis(axis)
-    axes[-1, 0].set_xlabel("date (UTC)")
-    figure.suptitle("Evictions over time, by reason", fontsize=11)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-
-
-def plot_queue(comparison: Comparison, path: Path) -> None:
-    plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(11, 3.5))
-    for run in comparison.runs:
-        xs = [_instant(comparison, s.at_seconds) for s in run.samples]
-        axis.plot(
-            xs,
-            [s.queued_jobs for s in run.samples],
-            color=_colour(run.policy),
-            linewidth=0.9,
-            label=run.policy,
-        )
-    axis.set_ylabel("jobs waiting")
-    axis.set_xlabel("date (UTC)")
-    _date_axis(axis)
-    axis.legend(loc="upper left")
-    axis.set_title("Queue length over time", loc="left", fontsize=11)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-
-
-PLOTS = (
-    (
-        "power.png",
-        plot_power,
-        "Facility power drawn per budget against its limit (solid black) "
-        "and allocatable watts (dashed).",
-    ),
-    ("utilisation.png", plot_utilisation, "Share of each pool's devices allocated."),
-    (
-        "waits.png",
-        plot_waits,
-        "Cumulative distribution of queue waits (submission to first start).",
-    ),
-    ("evictions.png", plot_evictions, "Pods evicted per week, by reason."),
-    ("queue.png", plot_queue, "Jobs waiting in the queue."),
-)
 
 
 # -- report.md ------------------------------------------------------------------------------------

@@ -7,8 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from wattsched.sim.loop import RunResult, Simulation
+from wattsched.sim.loop import Simulation
 from wattsched.sim.policies import Policy
+from wattsched.sim.result import RunResult
 from wattsched.sim.scenario import Scenario, load_scenario
 from wattsched.sim.site import Site, load_site
 from wattsched.sim.workload import JobSpec, build_jobs

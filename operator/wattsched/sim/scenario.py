@@ -9,7 +9,7 @@ The README ("Simulate before you trust it") gives the format with an example.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -17,8 +17,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from wattsched.api.models import RFC3339_PATTERN, parse_instant
 from wattsched.api.units import POWER_PATTERN, parse_power
+from wattsched.api.validation import RFC3339_PATTERN, parse_instant
 
 SCENARIO_KIND = "Scenario"
 SCENARIO_API_VERSION = "sim.wattsched.io/v1alpha1"
@@ -271,6 +271,10 @@ class Scenario(_Model):
     def seconds_at(self, text: str) -> int:
         """An instant as seconds since the scenario's start (the virtual clock's unit)."""
         return int((parse_instant(text) - self.start_at).total_seconds())
+
+    def instant_at(self, seconds: int) -> datetime:
+        """The inverse of `seconds_at`: the calendar instant of a virtual-clock reading."""
+        return self.start_at + timedelta(seconds=seconds)
 
 
 def _describe(err: ValidationError, where: str) -> str:

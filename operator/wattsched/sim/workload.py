@@ -26,7 +26,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from wattsched.api.models import parse_instant
+from wattsched.api.validation import parse_instant
 from wattsched.domain import Pool
 from wattsched.sim.scenario import (
     ArrivalProcess,

@@ -12,8 +12,9 @@ from types import MappingProxyType
 
 from pydantic import ValidationError
 
-from wattsched.api.models import AcceleratorPoolSpec, PowerBudgetSpec
-from wattsched.api.models import LabelSelector as ApiLabelSelector
+from wattsched.api.budget import PowerBudgetSpec
+from wattsched.api.meta import LabelSelector as ApiLabelSelector
+from wattsched.api.pool import AcceleratorPoolSpec
 from wattsched.domain import (
     Budget,
     LabelSelector,
