@@ -14,7 +14,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from wattsched.cluster.cache import ClusterCache
-from wattsched.controllers.loop import LoopSettings, SchedulingLoop, _Term
+from wattsched.controllers.loop import SchedulingLoop, _Term
+from wattsched.controllers.outcomes import LoopSettings
 from wattsched.domain import Plan, PodKey
 from wattsched.kube.lease import LeaderElector
 from wattsched.kube.writer import (

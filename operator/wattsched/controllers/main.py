@@ -200,7 +200,8 @@ async def operate(options: RunOptions) -> int:
 
     from wattsched.cluster.cache import ClusterCache
     from wattsched.controllers.handlers import build_registry, operator_settings
-    from wattsched.controllers.loop import LoopSettings, SchedulingLoop
+    from wattsched.controllers.loop import SchedulingLoop
+    from wattsched.controllers.outcomes import LoopSettings
     from wattsched.kube.client import KubeClient, load_connection
     from wattsched.kube.lease import LeaderElector
     from wattsched.kube.writer import KubeWriter

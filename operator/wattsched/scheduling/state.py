@@ -69,7 +69,8 @@ class ClusterState:
         # or changed a member (it may be complete now) or lost their last one.
         # Measured power (DESIGN.md §2b): the caller's clock, the fresh readings (observed IT
         # watts per node), and when each placed pod was placed; figures computed on demand.
-        self.now = 0.0
+        self.now = 0.0  # the aging clock: recent pods age against it (`advance_to`)
+        self._stamp = 0.0  # the placement clock: when a placement happens (`stamp`)
         self._observed: dict[str, int] = {}
         self._placed_at: dict[PodKey, float] = {}
         self._figures: MeasuredFigures | None = None
@@ -292,7 +293,7 @@ class ClusterState:
         self._placement[pod.key] = node
         # A pod bound before we saw it (a restart) counts as recent for a window: its draw may
         # not be in the data yet, and assuming so is the safe side.
-        self._placed_at[pod.key] = self.now
+        self._placed_at[pod.key] = max(self._stamp, self.now)
         usage = self._node_usage.setdefault(node, {})
         for resource, quantity in pod.requests.items():
             if quantity:
@@ -304,7 +305,7 @@ class ClusterState:
         node = self._placement.pop(pod.key, None)
         if node is None:
             return
-        if self._placed_at.pop(pod.key, None) != self.now:
+        if self._placed_at.pop(pod.key, None) != max(self._stamp, self.now):
             # A pod placed at this very instant takes its recent watts along with its
             # committed ones: gains stay. An older one's draw is still in the data: they move.
             self._figures = None
@@ -328,10 +329,17 @@ class ClusterState:
     # -- measured power -----------------------------------------------------------------------
 
     def advance_to(self, now_seconds: float) -> None:
-        """The caller's clock: the engine has none of its own. Recent pods age with it."""
+        """The caller's clock (the engine has none of its own): recent pods age against it.
+        Moving it may free room, so the operator moves it when telemetry ticks, not each turn."""
+        self._stamp = max(self._stamp, now_seconds)
         if now_seconds != self.now:
             self.now = now_seconds
             self._measurements_moved()
+
+    def stamp(self, now_seconds: float) -> None:
+        """The instant placements from now on happen at; cheap, frees no room. A pod placed
+        after the aging clock's instant counts as recent, the safe side."""
+        self._stamp = now_seconds
 
     def set_readings(self, observed_it_watts: Mapping[str, int]) -> None:
         """Fresh readings only, per node: observed IT watts (devices at the window percentile
