@@ -164,7 +164,74 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         pool({"vendor": "nvidia", "model": "x" * 64, "resourceNames": ["nvidia.com/gpu"]}),
         "spec.accelerator.model",
     ),
+    # -- measured power (DESIGN.md §2b) -------------------------------------------------------
+    ("admission-unknown", budget(admission="Metered"), 'Unsupported value: "Metered"'),
+    (
+        "measured-without-measured-admission",
+        budget(measured={"window": "15m"}),
+        "measured settings apply only with admission: Measured",
+    ),
+    (
+        "release-not-below-cap",
+        budget(admission="Measured", measured={"capAtPercent": 90, "releaseAtPercent": 90}),
+        "releaseAtPercent must be below capAtPercent",
+    ),
+    (
+        "window-too-short",
+        budget(admission="Measured", measured={"window": "30s"}),
+        "must be from 1m to 24h",
+    ),
+    (
+        "window-not-a-duration",
+        budget(admission="Measured", measured={"window": "15 minutes"}),
+        "spec.measured.window",
+    ),
+    (
+        "stale-after-too-long",
+        budget(admission="Measured", measured={"staleAfter": "2h"}),
+        "must be from 10s to 1h",
+    ),
+    (
+        "oversubscription-too-high",
+        budget(admission="Measured", measured={"maxOversubscriptionPercent": 150}),
+        "spec.measured.maxOversubscriptionPercent",
+    ),
+    (
+        "percentile-too-low",
+        budget(admission="Measured", measured={"percentile": 10}),
+        "spec.measured.percentile",
+    ),
+    (
+        "cap-floor-above-device",
+        {**pool(), "spec": {**pool()["spec"], "capping": {"minDeviceWatts": 800}}},
+        "capping.minDeviceWatts must not exceed power.deviceWatts",
+    ),
+    (
+        "telemetry-node-label-not-a-label",
+        {**pool(), "spec": {**pool()["spec"], "telemetry": {"query": "x", "nodeLabel": "a-b"}}},
+        "spec.telemetry.nodeLabel",
+    ),
 ]
+
+
+def test_a_measured_budget_and_a_pool_with_telemetry_and_capping_are_accepted_with_defaults(
+    crds_installed: Any,
+) -> None:
+    measured = budget(admission="Measured", measured={"maxOversubscriptionPercent": 20})
+    proc = crds_installed.kubectl(
+        "apply", "--dry-run=server", "-o", "json", "-f", "-", stdin=json.dumps(measured)
+    )
+    spec = json.loads(proc.stdout)["spec"]
+    assert spec["measured"] == {
+        "window": "15m", "percentile": 99, "staleAfter": "2m", "maxOversubscriptionPercent": 20,
+        "capAtPercent": 95, "releaseAtPercent": 90, "shedAfterSeconds": 30,
+    }  # fmt: skip
+    capped = pool()
+    capped["metadata"]["name"] = "capped-pool"
+    capped["spec"]["capping"] = {"minDeviceWatts": 200}
+    capped["spec"]["telemetry"] = {"query": 'DCGM_FI_DEV_POWER_USAGE{job="dcgm"}'}
+    code, output = apply(crds_installed, capped)
+    assert code == 0, output
 
 
 @pytest.mark.parametrize(("manifest", "message"), [(m, msg) for _, m, msg in INVALID],

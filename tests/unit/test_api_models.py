@@ -135,3 +135,77 @@ def test_a_limit_up_to_100_gigawatts_is_accepted(limit: str, watts: int) -> None
     spec = budget(limit=limit, schedule=[{"from": "2029-02-01T00:00:00Z", "limit": limit}]).spec
     assert spec.limit_watts == watts
     assert spec.effective_limit_watts(datetime(2030, 1, 1, tzinfo=UTC)) == watts
+
+
+# -- measured power (DESIGN.md §2b) -------------------------------------------------------------
+
+
+def _budget_spec(**extra: object) -> dict[str, object]:
+    return {"nodeSelector": {"matchLabels": {"x": "y"}}, "limit": "41MW", **extra}
+
+
+def test_admission_defaults_to_committed_so_existing_budgets_do_not_change() -> None:
+    from wattsched.api.budget import PowerBudgetSpec
+
+    spec = PowerBudgetSpec.model_validate(_budget_spec())
+    assert spec.admission == "Committed" and spec.measured is None
+    assert spec.measured_settings.window_seconds == 900
+    assert spec.measured_settings.stale_after_seconds == 120
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"measured": {"window": "15m"}}, "only with admission: Measured"),
+        ({"admission": "Measured", "measured": {"window": "30s"}}, "outside 60s..86400s"),
+        (
+            {"admission": "Measured", "measured": {"capAtPercent": 90, "releaseAtPercent": 95}},
+            "must be below capAtPercent",
+        ),
+    ],
+)
+def test_measured_settings_that_cannot_work_are_refused_with_a_reason(
+    extra: dict[str, object], message: str
+) -> None:
+    from pydantic import ValidationError
+
+    from wattsched.api.budget import PowerBudgetSpec
+
+    with pytest.raises(ValidationError, match=message):
+        PowerBudgetSpec.model_validate(_budget_spec(**extra))
+
+
+def test_a_pool_takes_its_vendors_exporter_unless_it_names_a_query() -> None:
+    from wattsched.api.pool import AcceleratorPoolSpec
+    from wattsched.translate import engine_pool
+
+    def spec(vendor: str, **extra: object) -> AcceleratorPoolSpec:
+        return AcceleratorPoolSpec.model_validate(
+            {
+                "nodeSelector": {"matchLabels": {"p": vendor}},
+                "accelerator": {"vendor": vendor, "model": "m", "resourceNames": ["x.io/d"]},
+                "power": {"deviceWatts": 500, "idleDeviceWatts": 60, "nodeBaseWatts": 1000},
+                **extra,
+            }
+        )
+
+    nvidia = engine_pool("a", spec("nvidia"), 0)
+    assert (nvidia.telemetry_query, nvidia.telemetry_node_label) == (
+        "DCGM_FI_DEV_POWER_USAGE",
+        "Hostname",
+    )
+    assert engine_pool("b", spec("rebellions"), 0).telemetry_query == (
+        "RBLN_DEVICE_STATUS:CARD_POWER"
+    )
+    assert engine_pool("c", spec("furiosa"), 0).telemetry_query == (
+        'furiosa_npu_hw_power{label="rms"}'
+    )
+    assert engine_pool("d", spec("aws"), 0).telemetry_query is None  # Neuron: nameplate
+    own = spec("nvidia", telemetry={"query": "my_watts", "nodeLabel": "node"})
+    assert (
+        engine_pool("e", own, 0).telemetry_query,
+        engine_pool("e", own, 0).telemetry_node_label,
+    ) == (
+        "my_watts",
+        "node",
+    )

@@ -81,6 +81,26 @@ KINDS = (
             {"name": "Headroom", "type": "string", "jsonPath": ".status.headroom"},
             {"name": "Enforcement", "type": "string", "jsonPath": ".spec.enforcement"},
             {
+                "name": "Admission",
+                "type": "string",
+                "jsonPath": ".spec.admission",
+                "priority": 1,
+            },
+            {
+                "name": "Measured",
+                "type": "string",
+                "jsonPath": ".status.measured",
+                "description": "What the readings show (admission: Measured)",
+                "priority": 1,
+            },
+            {
+                "name": "Estimated",
+                "type": "string",
+                "jsonPath": ".status.estimated",
+                "description": "What admission counts (admission: Measured)",
+                "priority": 1,
+            },
+            {
                 "name": "Within",
                 "type": "string",
                 "jsonPath": '.status.conditions[?(@.type=="WithinLimit")].status',

@@ -74,10 +74,60 @@ class PoolPower(ApiModel):
         return self
 
 
+class PoolTelemetry(ApiModel):
+    """Where measured power comes from (DESIGN.md §2b); defaults follow the vendor's exporter."""
+
+    query: str = Field(
+        min_length=1,
+        max_length=1024,
+        description="PromQL giving watts per device, e.g. DCGM_FI_DEV_POWER_USAGE.",
+    )
+    node_label: str = Field(
+        default="Hostname",
+        pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$",
+        max_length=128,
+        description="The label naming the node: Hostname (dcgm-exporter before 4.8.3), "
+        "hostname (later releases, Rebellions, FuriosaAI).",
+    )
+
+
+class PoolCapping(ApiModel):
+    min_device_watts: int = Field(
+        ge=1, le=5000, description="The lowest power cap the devices accept, in watts."
+    )
+
+
 class AcceleratorPoolSpec(ApiModel):
+    model_config = ConfigDict(
+        json_schema_extra=cel_validations(
+            cel_rule(
+                "!has(self.capping) || self.capping.minDeviceWatts <= self.power.deviceWatts",
+                "capping.minDeviceWatts must not exceed power.deviceWatts",
+                ".capping.minDeviceWatts",
+            )
+        )
+    )
+
     node_selector: LabelSelector = Field(description="The nodes of this pool.")
     accelerator: Accelerator
     power: PoolPower
+    telemetry: PoolTelemetry | None = Field(
+        default=None,
+        description="Measured power for Measured budgets; absent: the vendor's exporter "
+        "default (nvidia, rebellions, furiosa), or none (nameplate) for the others.",
+    )
+    capping: PoolCapping | None = Field(
+        default=None, description="Whether the devices can be watt-capped; absent: no."
+    )
+
+    @model_validator(mode="after")
+    def _cap_within_device(self) -> AcceleratorPoolSpec:
+        if self.capping is not None and self.capping.min_device_watts > self.power.device_watts:
+            raise ValueError(
+                f"capping.minDeviceWatts ({self.capping.min_device_watts}) must not exceed "
+                f"power.deviceWatts ({self.power.device_watts})"
+            )
+        return self
 
 
 class AcceleratorPoolStatus(ApiModel):

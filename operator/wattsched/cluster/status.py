@@ -63,6 +63,13 @@ def budget_status(
         f"committed {format_power(committed)} of allocatable {format_power(allocatable)} "
         f"(limit {format_power(limit)} less {reserve}% reserve)"
     )
+    estimated = figures.estimated_watts
+    if estimated is not None:  # admission: Measured counts the estimate, not nameplate
+        summary = (
+            f"estimated {format_power(estimated)} of allocatable {format_power(allocatable)} "
+            f"(committed {format_power(committed)} at nameplate; limit {format_power(limit)} "
+            f"less {reserve}% reserve)"
+        )
     if headroom >= 0:
         within = ("WithinLimit", "True", "WithinLimit", summary)
     elif source.spec.enforcement == "Shed":
@@ -89,6 +96,9 @@ def budget_status(
         "Observed",
         f"limit {format_power(limit)} in force; {figures.nodes} nodes, {figures.pods} pods",
     )
+    conditions = [ready, within]
+    if estimated is not None:
+        conditions.append(_telemetry_fresh(figures))
     change = source.spec.next_change(now)
     status = PowerBudgetStatus(
         observed_generation=source.generation,
@@ -102,11 +112,36 @@ def budget_status(
         limit=format_power(limit),
         committed=format_power(committed),
         headroom=format_power(headroom),
-        conditions=_conditions([ready, within], source.status, source.generation, now),
+        measured_watts=figures.measured_watts,
+        estimated_watts=estimated,
+        measured=format_power(figures.measured_watts or 0) if estimated is not None else None,
+        estimated=format_power(estimated) if estimated is not None else None,
+        conditions=_conditions(conditions, source.status, source.generation, now),
     )
     body = status.model_dump(by_alias=True, exclude_none=True)
     body["nextChange"] = body.get("nextChange")  # None clears it in a merge patch
     return body
+
+
+_NAMED_STALE = 5
+
+
+def _telemetry_fresh(figures: BudgetStatus) -> tuple[str, str, str, str]:
+    """TelemetryFresh: which nodes count at nameplate for want of a fresh reading, and why."""
+    stale = figures.stale_nodes
+    if not stale:
+        return ("TelemetryFresh", "True", "Fresh", "every node has a fresh power reading")
+    shown = ", ".join(stale[:_NAMED_STALE]) + (
+        f" and {len(stale) - _NAMED_STALE} more" if len(stale) > _NAMED_STALE else ""
+    )
+    return (
+        "TelemetryFresh",
+        "False",
+        "StaleNodes",
+        f"{len(stale)} of {figures.nodes} nodes have no fresh power reading ({shown}): they "
+        "count at nameplate. Check that wattsched run has --prometheus-url, that the nodes' "
+        "exporters run, and the pool's telemetry query and nodeLabel",
+    )
 
 
 def pool_status(

@@ -52,7 +52,22 @@ def engine_selector(selector: ApiLabelSelector) -> LabelSelector:
     )
 
 
+# The exporters a site already runs, by vendor (DESIGN.md §2b): the PromQL giving watts per
+# device, and the label that names the node. AWS Neuron publishes no power metric: its pools,
+# and those of vendors without a known exporter, stay on nameplate unless spec.telemetry says.
+VENDOR_TELEMETRY: dict[str, tuple[str, str]] = {
+    "nvidia": ("DCGM_FI_DEV_POWER_USAGE", "Hostname"),
+    "rebellions": ("RBLN_DEVICE_STATUS:CARD_POWER", "hostname"),
+    "furiosa": ('furiosa_npu_hw_power{label="rms"}', "hostname"),
+}
+
+
 def engine_pool(name: str, spec: AcceleratorPoolSpec, created_order: int) -> Pool:
+    if spec.telemetry is not None:
+        query: str | None = spec.telemetry.query
+        node_label = spec.telemetry.node_label
+    else:
+        query, node_label = VENDOR_TELEMETRY.get(spec.accelerator.vendor, (None, "Hostname"))
     return Pool(
         name=name,
         selector=engine_selector(spec.node_selector),
@@ -65,6 +80,8 @@ def engine_pool(name: str, spec: AcceleratorPoolSpec, created_order: int) -> Poo
         created_order=created_order,
         vendor=spec.accelerator.vendor,
         model=spec.accelerator.model,
+        telemetry_query=query,
+        telemetry_node_label=node_label,
     )
 
 
@@ -72,6 +89,7 @@ def engine_budget(
     name: str, spec: PowerBudgetSpec, limit_watts: int, selector: LabelSelector | None = None
 ) -> Budget:
     """The engine's Budget with `limit_watts` in force; `selector` spares a re-translation."""
+    measured = spec.measured_settings
     return Budget(
         name=name,
         selector=selector if selector is not None else engine_selector(spec.node_selector),
@@ -79,6 +97,11 @@ def engine_budget(
         reserve_percent=spec.reserve_percent,
         pue_milli=spec.pue_milli,
         enforcement=spec.enforcement,
+        admission=spec.admission,
+        max_oversubscription_percent=measured.max_oversubscription_percent,
+        window_seconds=measured.window_seconds,
+        percentile=measured.percentile,
+        stale_after_seconds=measured.stale_after_seconds,
     )
 
 
