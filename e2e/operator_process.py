@@ -78,6 +78,7 @@ class OperatorProcess:
     log_format: str = "text"
     log_level: str = "info"
     outlive_parent: bool = False  # the demo leaves it running after the command returns
+    extra_args: tuple[str, ...] = ()  # more flags, e.g. --prometheus-url=...
     port: int = field(default=0, init=False)  # the metrics port of the latest start
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
     starts: int = field(default=0, init=False)
@@ -98,6 +99,7 @@ class OperatorProcess:
         ]  # fmt: skip
         if self.identity:
             argv.append(f"--identity={self.identity}")
+        argv.extend(self.extra_args)
         return argv
 
     @property

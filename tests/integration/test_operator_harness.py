@@ -47,6 +47,8 @@ CONTRACT_FLAGS = (
     "--log-level",
     "--status-interval-seconds",
     "--allow-unguarded-nodes",
+    "--prometheus-url",
+    "--telemetry-interval-seconds",
 )
 
 
@@ -110,6 +112,7 @@ class OperatorProcess(e2e.operator_process.OperatorProcess):
         lease_duration_seconds: float = 3.0,
         identity: str | None = None,
         status_interval_seconds: float = 0.5,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         super().__init__(
             kubeconfig,
@@ -121,6 +124,7 @@ class OperatorProcess(e2e.operator_process.OperatorProcess):
             identity=identity,
             status_interval_seconds=status_interval_seconds,
             log_format="json",
+            extra_args=extra_args,
         )
         self.workdir = workdir
 

@@ -73,6 +73,10 @@ The flags of `wattsched run` (the image's entrypoint). $(VAR) is expanded by the
 {{- if .Values.allowUnguardedNodes }}
 - --allow-unguarded-nodes
 {{- end }}
+{{- if .Values.prometheus.url }}
+- --prometheus-url={{ .Values.prometheus.url }}
+- --telemetry-interval-seconds={{ .Values.prometheus.intervalSeconds }}
+{{- end }}
 {{- range .Values.extraArgs }}
 - {{ . | quote }}
 {{- end }}

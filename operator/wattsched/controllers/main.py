@@ -65,6 +65,8 @@ class RunOptions:
     log_level: str
     status_interval_seconds: float
     allow_unguarded_nodes: bool
+    prometheus_url: str
+    telemetry_interval_seconds: float
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> RunOptions:
@@ -81,6 +83,8 @@ class RunOptions:
             log_level=args.log_level,
             status_interval_seconds=args.status_interval_seconds,
             allow_unguarded_nodes=args.allow_unguarded_nodes,
+            prometheus_url=args.prometheus_url,
+            telemetry_interval_seconds=args.telemetry_interval_seconds,
         )
 
 
@@ -111,6 +115,13 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
          "debug, info, warning or error (env WATTSCHED_LOG_LEVEL)"),
         ("--status-interval-seconds", float, _env("WATTSCHED_STATUS_INTERVAL_SECONDS", "2"),
          "debounce of pool and budget status patches (env WATTSCHED_STATUS_INTERVAL_SECONDS)"),
+        ("--prometheus-url", str, _env("WATTSCHED_PROMETHEUS_URL", ""),
+         "Prometheus HTTP API for budgets with admission: Measured, e.g. "
+         "http://prometheus-operated.monitoring:9090; empty: none, such budgets stay on "
+         "nameplate (env WATTSCHED_PROMETHEUS_URL)"),
+        ("--telemetry-interval-seconds", float, _env("WATTSCHED_TELEMETRY_INTERVAL_SECONDS", "15"),
+         "seconds between each pool's one Prometheus query "
+         "(env WATTSCHED_TELEMETRY_INTERVAL_SECONDS)"),
     ]  # fmt: skip
     choices = {
         "--log-format": ("text", "json"),
@@ -208,6 +219,7 @@ async def operate(options: RunOptions) -> int:
     from wattsched.metrics import Metrics, serve
     from wattsched.scheduling.config import SchedulerConfig
     from wattsched.scheduling.scheduler import Scheduler
+    from wattsched.telemetry.prometheus import PrometheusClient
 
     connection = load_connection(options.kubeconfig)
     client = KubeClient(connection)
@@ -227,7 +239,11 @@ async def operate(options: RunOptions) -> int:
         KubeWriter(client, options.identity),
         elector,
         metrics,
-        settings=LoopSettings(status_interval_seconds=options.status_interval_seconds),
+        settings=LoopSettings(
+            status_interval_seconds=options.status_interval_seconds,
+            telemetry_interval_seconds=options.telemetry_interval_seconds,
+        ),
+        telemetry=PrometheusClient(options.prometheus_url) if options.prometheus_url else None,
     )
     runner = await serve(metrics, options.bind_address, options.metrics_port, cache.synced.is_set)
     log.info(
@@ -308,6 +324,17 @@ def _exit_before_start(signum: int, frame: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _exit_before_start)  # until the event loop takes over
     options = RunOptions.from_args(args)
+    if options.prometheus_url and not options.prometheus_url.startswith(("http://", "https://")):
+        print(
+            f"wattsched run: --prometheus-url {options.prometheus_url!r} must start with "
+            "http:// or https://, e.g. http://prometheus-operated.monitoring:9090",
+            file=sys.stderr,
+        )
+        return 2
+    if options.telemetry_interval_seconds <= 0:
+        print("wattsched run: --telemetry-interval-seconds must be above 0, e.g. 15",
+              file=sys.stderr)  # fmt: skip
+        return 2
     configure_logging(options.log_format, options.log_level)
     return asyncio.run(operate(options))
 
