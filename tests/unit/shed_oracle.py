@@ -39,6 +39,8 @@ def check_shed(state: ClusterState, going: set[PodKey], evicted: set[PodKey]) ->
         if budget.enforcement != "Shed":
             continue
         it = state.budget_usage(name).it_watts
+        if budget.measured:  # a Measured budget sheds on its estimate (DESIGN.md §2b)
+            it -= state.measured_figures().gain_it_watts.get(name, 0)
         for key in going:
             if state.node_of(key) is not None:
                 it -= _freed(state, key).get(name, 0)

@@ -18,9 +18,13 @@ def site(window: int = 900, percentile: int = 99) -> ClusterState:
     state.upsert_pool(
         replace(gpu_pool("h200", POOL, 700, 90, 1000), telemetry_query="DCGM_FI_DEV_POWER_USAGE")
     )
-    state.upsert_pool(
-        gpu_pool("trn2", {"pool": "trn2"}, 500, 60, 1000, 1, resource="aws.amazon.com/neuron")
-    )  # no power metric: stays on nameplate
+    state.upsert_pool(  # AWS Neuron publishes no power metric: stays on nameplate
+        replace(
+            gpu_pool("trn2", {"pool": "trn2"}, 500, 60, 1000, 1, resource="aws.amazon.com/neuron"),
+            vendor="aws",
+            telemetry_query=None,
+        )
+    )
     for name, pool in (("n1", "h200"), ("n2", "h200"), ("t1", "trn2")):
         resource = "aws.amazon.com/neuron" if pool == "trn2" else "nvidia.com/gpu"
         state.upsert_node(gpu_node(name, {"pool": pool, "site": "s"}, resource=resource))
@@ -61,8 +65,29 @@ def test_fresh_readings_count_and_the_rest_stays_at_nameplate() -> None:
     )
     apply_answer(state, answer, at)
     figures = state.budget_status("site")
-    assert figures.stale_nodes == ("n2", "t1")  # n2 too old, t1 has no metric
+    assert figures.stale_nodes == ("n2",)  # too old; t1 has no metric: nameplate, not stale
     assert figures.measured_watts == 4000 + 1000  # devices plus the node's base watts
+
+
+def test_pods_bound_before_a_restart_count_as_recent_for_a_window() -> None:
+    """A new leader cannot know when its pods started to draw: at their committed watts."""
+    state = site()
+    rebuilt = ClusterState.from_objects(
+        state.nodes.values(), state.pools.values(), state.budgets.values(),
+        state.pods.values(), now_seconds=NOW + 3600,
+    )  # fmt: skip
+    at = NOW + 3600
+    low = {"h200": {n: NodeReading(720, 8, at - 1) for n in ("n1", "n2")}}
+    apply_answer(rebuilt, TelemetryAnswer(at, low), at)
+    assert rebuilt.budget_status("site").estimated_watts == (
+        rebuilt.budget_status("site").committed_watts
+    )
+    rebuilt.advance_to(at + 901)  # a window later the data shows them: the gain appears
+    apply_answer(rebuilt, TelemetryAnswer(at + 901, {"h200": {
+        n: NodeReading(720, 8, at + 900) for n in ("n1", "n2")}}), at + 901)  # fmt: skip
+    figures = rebuilt.budget_status("site")
+    assert figures.estimated_watts is not None
+    assert figures.estimated_watts < figures.committed_watts
 
 
 def test_no_answer_at_all_leaves_every_node_at_nameplate() -> None:
@@ -70,4 +95,4 @@ def test_no_answer_at_all_leaves_every_node_at_nameplate() -> None:
     apply_answer(state, None, NOW + 3600)
     figures = state.budget_status("site")
     assert figures.estimated_watts == figures.committed_watts
-    assert figures.stale_nodes == ("n1", "n2", "t1")
+    assert figures.stale_nodes == ("n1", "n2")

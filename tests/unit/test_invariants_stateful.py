@@ -11,6 +11,7 @@ WATTSCHED_PROPERTY_STEPS raises it.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -23,7 +24,8 @@ from hypothesis.stateful import (
 )
 from shed_oracle import check_shed
 
-from wattsched.power import is_accelerator_resource, recompute_ledger
+from wattsched.power import is_accelerator_resource, node_watts, recompute_ledger
+from wattsched.power.measured import oversubscribed_watts
 from wattsched.scheduling import (
     Budget,
     ClusterState,
@@ -210,6 +212,8 @@ class SchedulingMachine(RuleBasedStateMachine):
         reserve=st.integers(0, 50),
         pue=st.integers(1000, 3000),
         shed=st.booleans(),
+        measured=st.booleans(),
+        over=st.sampled_from([0, 10, 50]),
     )
     def upsert_budget(
         self,
@@ -218,27 +222,48 @@ class SchedulingMachine(RuleBasedStateMachine):
         reserve: int,
         pue: int,
         shed: bool,
+        measured: bool,
+        over: int,
     ) -> None:
         name, labels = domain
+        plain = budget(name, labels, limit_kw * 1000, reserve, pue, "Shed" if shed else "Admit")
         self.state.upsert_budget(
-            budget(name, labels, limit_kw * 1000, reserve, pue, "Shed" if shed else "Admit")
+            replace(
+                plain,
+                admission="Measured" if measured else "Committed",
+                max_oversubscription_percent=over,
+                window_seconds=600,
+            )
         )
+
+    @rule(
+        data=st.data(),
+        advance=st.sampled_from([0, 60, 700]),
+        fraction=st.sampled_from([0, 25, 50, 100]),
+    )
+    def telemetry_arrives(self, data: st.DataObject, advance: int, fraction: int) -> None:
+        """Readings for some nodes: idle watts plus a fraction of what their pods commit."""
+        state = self.state
+        state.advance_to(state.now + advance)
+        readings = {}
+        for name in sorted(state.nodes):
+            if not data.draw(st.booleans()):
+                continue  # no fresh reading: nameplate
+            pool = state.node_pool(name)
+            committed = state.node_watts(name)
+            if pool is None:
+                continue
+            devices = sum(state.nodes[name].allocatable.get(r, 0) for r in pool.resource_names)
+            idle = node_watts(pool.profile, devices, 0)
+            readings[name] = idle + (committed - idle) * fraction // 100
+        state.set_readings(readings)
 
     @precondition(lambda self: self.state.budgets)
     @rule(data=st.data(), percent=st.integers(20, 200))
     def change_limit(self, data: st.DataObject, percent: int) -> None:
         name = data.draw(st.sampled_from(sorted(self.state.budgets)))
         old = self.state.budgets[name]
-        self.state.upsert_budget(
-            Budget(
-                old.name,
-                old.selector,
-                max(1, old.limit_watts * percent // 100),
-                old.reserve_percent,
-                old.pue_milli,
-                old.enforcement,
-            )
-        )
+        self.state.upsert_budget(replace(old, limit_watts=max(1, old.limit_watts * percent // 100)))
 
     @precondition(lambda self: len(self.state.budgets) >= 2)
     @rule(data=st.data(), percent=st.integers(30, 95))
@@ -251,14 +276,7 @@ class SchedulingMachine(RuleBasedStateMachine):
             old = self.state.budgets[name]
             used = self.state.budget_usage(name).it_watts * old.pue_milli // 1000
             self.state.upsert_budget(
-                Budget(
-                    old.name,
-                    old.selector,
-                    max(1, used * percent // 100),
-                    old.reserve_percent,
-                    old.pue_milli,
-                    "Shed",
-                )
+                replace(old, limit_watts=max(1, used * percent // 100), enforcement="Shed")
             )
 
     def _bound_gang_members(self) -> list[PodKey]:
@@ -336,13 +354,27 @@ class SchedulingMachine(RuleBasedStateMachine):
         already_going = set(state.evicting)
         plan = self.scheduler.schedule(state, max_pods=max_pods)
 
-        # (1) A placement never takes a budget over, and adds nothing to one already over.
+        # (1) A placement never takes a budget over, and adds nothing to one already over; under
+        #     Measured admission "over" is the estimate against allocatable, and the worst case
+        #     (nameplate, no device can be capped) against allocatable raised by the percentage.
+        gains = state.measured_figures().gain_it_watts
         for name, b in state.budgets.items():
             after = state.budget_usage(name).it_watts
-            if within(b, it_before[name]):
+            before = it_before[name]
+            if b.measured:
+                gain = gains.get(name, 0)
+                bound = replace(
+                    b, reserve_percent=0,
+                    limit_watts=oversubscribed_watts(b.allocatable_watts,
+                                                     b.max_oversubscription_percent),
+                )  # fmt: skip
+                if within(bound, before):
+                    assert within(bound, after), f"placement took {name}'s worst case over"
+                before, after = before - gain, after - gain  # the estimates
+            if within(b, before):
                 assert within(b, after), f"placement took {name} over"
             else:
-                assert after <= it_before[name], f"placement into over budget {name}"
+                assert after <= before, f"placement into over budget {name}"
         if max_pods is not None:
             # A gang is never split, so the last unit may overshoot by less than a gang.
             assert len(plan.bindings) < max_pods + 4

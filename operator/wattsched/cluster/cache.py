@@ -200,6 +200,7 @@ class ClusterCache:
             pools=[source.pool for source in self.pools.values()],
             budgets=[source.at(now) for source in self.budgets.values()],
             pods=[t.pod for t in self.pods.values() if t.invalid is None],
+            now_seconds=now.timestamp(),
         )
 
     def apply_changes(self, state: ClusterState, now: datetime) -> bool:

@@ -67,6 +67,7 @@ def gpu_pool(
         PowerProfile(device_watts, idle_device_watts, node_base_watts),
         created_order,
         vendor="nvidia",
+        telemetry_query="DCGM_FI_DEV_POWER_USAGE",  # as translation defaults an nvidia pool
     )
 
 

@@ -65,12 +65,14 @@ def measured_figures(
         mine = [b for b in state.node_budgets(node) if b in names]
         if not mine:
             continue
+        pool = state.node_pool(node)
+        if pool is None or pool.telemetry_query is None:
+            continue  # no power metric at all (AWS Neuron): nameplate, and nothing is stale
         reading = observed.get(node)
         if reading is None:
             for b in mine:
                 stale[b].append(node)
             continue
-        pool = state.node_pool(node)
         entry = state.ledger.nodes.get(node)
         committed = entry.watts if entry is not None else 0
         recent = 0

@@ -101,9 +101,15 @@ class ClusterState:
         pools: Iterable[Pool],
         budgets: Iterable[Budget],
         pods: Iterable[Pod],
+        now_seconds: float = 0.0,
     ) -> ClusterState:
-        """A fresh state as a restart builds it: from what the API shows, before any placement."""
+        """A fresh state as a restart builds it: from what the API shows, before any placement.
+
+        Every bound pod is dated `now_seconds`: a restart cannot know when its pods started to
+        draw, so each counts as recent (at its committed watts) for a window, the safe side.
+        """
         state = cls()
+        state.advance_to(now_seconds)
         for pool in pools:
             state.upsert_pool(pool)
         for budget in budgets:
