@@ -1,11 +1,13 @@
 """Chart files that need no helm binary to check: metadata, values and the dashboard."""
 
 import json
+import re
 from pathlib import Path
 
 import yaml
 
 from wattsched import __version__
+from wattsched.metrics import Metrics
 
 CHART = Path(__file__).resolve().parents[2] / "helm" / "wattsched"
 
@@ -59,3 +61,42 @@ def test_dashboard_plots_budgets_headroom_queue_attempts_and_cycle_time() -> Non
     ):
         assert metric in exprs, f"no dashboard panel queries {metric}"
     assert len({panel["id"] for panel in dashboard["panels"]}) == len(dashboard["panels"])
+
+
+def test_dashboard_plots_measured_and_estimated_power_stale_nodes_and_telemetry_health() -> None:
+    dashboard = json.loads((CHART / "files" / "dashboard.json").read_text())
+    exprs = " ".join(t["expr"] for panel in dashboard["panels"] for t in panel["targets"])
+    for metric in (
+        "wattsched_budget_measured_watts",
+        "wattsched_budget_estimated_watts",
+        "wattsched_budget_allocatable_watts",
+        "wattsched_budget_stale_nodes",
+        "wattsched_telemetry_query_duration_seconds_bucket",
+        "wattsched_telemetry_errors_total",
+    ):
+        assert metric in exprs, f"no dashboard panel queries {metric}"
+
+
+def test_every_dashboard_query_names_a_series_the_operator_exports() -> None:
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+    exported = {
+        family.name + suffix
+        for family in Metrics().registry.collect()
+        for suffix in suffixes[family.type]
+    }
+    dashboard = json.loads((CHART / "files" / "dashboard.json").read_text())
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            unknown = set(re.findall(r"\bwattsched_\w+", target["expr"])) - exported
+            assert not unknown, f"panel {panel['title']!r} queries {unknown}, not exported"
+
+
+def test_every_dashboard_panel_and_query_uses_the_templated_datasource() -> None:
+    dashboard = json.loads((CHART / "files" / "dashboard.json").read_text())
+    templated = {"type": "prometheus", "uid": "${datasource}"}
+    for panel in dashboard["panels"]:
+        assert panel["datasource"] == templated, panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"] == templated, (panel["title"], target["refId"])
+        refs = [target["refId"] for target in panel["targets"]]
+        assert len(set(refs)) == len(refs), f"panel {panel['title']!r} repeats a refId: {refs}"
