@@ -356,13 +356,20 @@ class ClusterState:
 
     def _measurements_moved(self) -> None:
         """New data, or recent pods aging into it, may free room in Measured budgets: pods
-        parked for want of it (and gangs parked on those budgets) must look again."""
+        parked for want of it (and gangs parked on those budgets) must look again; but only
+        where a budget's gain grew, since elsewhere nothing that refused a pod has changed."""
+        before = self._figures
         self._figures = None
         measured = [name for name, budget in self._budgets.items() if budget.measured]
-        if measured:
+        if not measured:
+            return
+        old = before.gain_it_watts if before is not None else None
+        gains = self.measured_figures().gain_it_watts
+        grew = [n for n in measured if old is None or gains.get(n, 0) > old.get(n, 0)]
+        if grew:
             self.room_epoch += 1
             freed = self._freed_in
-            for name in measured:
+            for name in grew:
                 domain = budget_domain(name)
                 freed[domain] = freed.get(domain, 0) + 1
 
